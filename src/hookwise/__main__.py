@@ -1,0 +1,3 @@
+from hookwise.cli import main
+
+main()

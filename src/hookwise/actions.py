@@ -1,0 +1,71 @@
+"""What an action plugin provides (ActionSpec) and what it receives (ActionContext)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from hookwise.config import Config
+    from hookwise.event import Event
+
+_logger = logging.getLogger("hookwise.action")
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """An action: its name in rules (`uses:`), its parameter schema, and the callable.
+
+    `run(params, context)` may be sync (run in a thread, so blocking clients are fine)
+    or async. It returns a JSON-able output, or raises RetryLater / PermanentFailure.
+    """
+
+    name: str
+    params: type[BaseModel]
+    run: Callable[[Any, ActionContext], Any]
+    description: str = ""
+
+
+class RunLog:
+    """Log lines that land in the run's history, and in the process log too."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.lines: list[dict[str, Any]] = []
+
+    def _write(self, level: int, message: str) -> None:
+        self.lines.append(
+            {"at": time.time(), "level": logging.getLevelName(level).lower(), "message": message}
+        )
+        _logger.log(level, "%s: %s", self.prefix, message)
+
+    def info(self, message: str) -> None:
+        self._write(logging.INFO, message)
+
+    def warning(self, message: str) -> None:
+        self._write(logging.WARNING, message)
+
+    def error(self, message: str) -> None:
+        self._write(logging.ERROR, message)
+
+
+@dataclass
+class ActionContext:
+    """Everything an action may need besides its parameters.
+
+    `idempotency_key` is the same for every attempt of one action in one run: pass it
+    to downstreams that deduplicate, so at-least-once delivery does not act twice.
+    """
+
+    event: Event
+    rule: str
+    action_id: str
+    attempt: int
+    idempotency_key: str
+    config: Config
+    log: RunLog = field(default_factory=lambda: RunLog("action"))

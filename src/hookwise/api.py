@@ -1,0 +1,72 @@
+"""`/api/*`: read the history, replay an event. Bearer-token protected when configured."""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from hookwise.engine import Engine
+from hookwise.receiver import error
+from hookwise.store.base import EVENT_STATUSES
+
+FILTERS = ("source", "domain", "event_type")
+MAX_LIMIT = 1000
+
+
+class Api:
+    def __init__(self, engine: Engine, token: str | None) -> None:
+        self.engine = engine
+        self.token = token
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/events", self._guard(self.list_events), methods=["GET"]),
+            Route("/api/events/{event_id}", self._guard(self.show_event), methods=["GET"]),
+            Route(
+                "/api/events/{event_id}/replay", self._guard(self.replay_event), methods=["POST"]
+            ),
+        ]
+
+    def _guard(self, endpoint):  # noqa: ANN001, ANN202 - a Starlette endpoint in, one out
+        async def guarded(request: Request) -> JSONResponse:
+            if self.token is not None:
+                sent = request.headers.get("authorization", "")
+                expected = f"Bearer {self.token}"
+                if not hmac.compare_digest(sent.encode(), expected.encode()):
+                    return error(401, "unauthorized", "send Authorization: Bearer <api_token>")
+            return await endpoint(request)
+
+        return guarded
+
+    async def list_events(self, request: Request) -> JSONResponse:
+        query = request.query_params
+        filters = {key: query[key] for key in FILTERS if query.get(key)}
+        status = query.get("status") or None
+        if status is not None and status not in EVENT_STATUSES:
+            return error(400, "bad_query", f"status must be one of {', '.join(EVENT_STATUSES)}")
+        try:
+            limit = min(int(query.get("limit", "50")), MAX_LIMIT)
+        except ValueError:
+            return error(400, "bad_query", "limit must be a whole number")
+        assert self.engine.store is not None
+        events = await self.engine.store.list_events(filters, status, max(limit, 1))
+        return JSONResponse({"events": events})
+
+    async def show_event(self, request: Request) -> JSONResponse:
+        event_id = request.path_params["event_id"]
+        assert self.engine.store is not None
+        event = await self.engine.store.get_event(event_id)
+        if event is None:
+            return error(404, "not_found", f"no event {event_id}")
+        runs = await self.engine.store.runs_of(event_id)
+        return JSONResponse({"event": event.as_dict(), "runs": runs})
+
+    async def replay_event(self, request: Request) -> JSONResponse:
+        event_id = request.path_params["event_id"]
+        runs = await self.engine.replay(event_id)
+        if runs is None:
+            return error(404, "not_found", f"no event {event_id}")
+        return JSONResponse({"event_id": event_id, "runs": runs}, status_code=202)

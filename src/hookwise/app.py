@@ -1,0 +1,63 @@
+"""The ASGI application: routes, JSON errors, and the service's lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from hookwise.api import Api
+from hookwise.receiver import Receiver, error
+from hookwise.service import Service
+
+
+def create_app(service: Service) -> Starlette:
+    config = service.config
+    receiver = Receiver(service.engine, service.metrics, config.max_body_bytes)
+    token = config.api_token.get_secret_value() if config.api_token else None
+    api = Api(service.engine, token)
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "rules": len(service.engine.rules.rules),
+                "sources": sorted(service.engine.sources),
+            }
+        )
+
+    async def metrics(request: Request) -> Response:
+        if service.engine.store is not None:
+            service.metrics.queue_depth.set(await service.engine.store.queue_depth())
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        reasons = {404: "not_found", 405: "method_not_allowed"}
+        reason = reasons.get(exc.status_code, "http_error")
+        return error(exc.status_code, reason, f"{request.method} {request.url.path}: {exc.detail}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    return Starlette(
+        routes=[
+            Route("/hooks/{source}", receiver.handle, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            *api.routes(),
+        ],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,112 @@
+"""`http.post`: call any HTTP endpoint, through the egress guard."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from email.utils import parsedate_to_datetime
+from time import time
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hookwise.actions import ActionContext, ActionSpec
+from hookwise.durations import Duration
+from hookwise.egress import EgressPolicy, guarded_client
+from hookwise.errors import EgressDenied, PermanentFailure, RetryLater
+from hookwise.hookspecs import hookimpl
+
+MAX_BODY_KEPT = 64 * 1024
+
+
+class HttpPostParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="http:// or https:// URL. Redirects are not followed.")
+    json_body: Any = Field(default=None, alias="json", description="Sent as JSON.")
+    body: str | None = Field(default=None, description="Sent as is, instead of `json`.")
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = Field(default=10.0, description="Whole request timeout, e.g. 10s.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {url!r}")
+        return url
+
+    @model_validator(mode="after")
+    def _one_body(self) -> HttpPostParams:
+        if self.json_body is not None and self.body is not None:
+            raise ValueError("give either `json` or `body`, not both")
+        return self
+
+
+async def http_post(params: HttpPostParams, context: ActionContext) -> dict[str, Any]:
+    headers = {"Idempotency-Key": context.idempotency_key, **params.headers}
+    content = params.body.encode() if params.body is not None else None
+    policy = EgressPolicy(context.config.egress.allow)
+    async with guarded_client(policy, params.timeout) as client:
+        try:
+            response = await client.post(
+                params.url, json=params.json_body, content=content, headers=headers
+            )
+        except EgressDenied as exc:
+            raise PermanentFailure(str(exc)) from exc
+        except httpx.TimeoutException as exc:
+            raise RetryLater(f"POST {params.url} timed out after {params.timeout:g}s") from exc
+        except httpx.TransportError as exc:
+            raise RetryLater(f"POST {params.url} failed to connect: {exc}") from exc
+    context.log.info(f"POST {params.url} -> {response.status_code}")
+    return _outcome(params.url, response)
+
+
+def _outcome(url: str, response: httpx.Response) -> dict[str, Any]:
+    status = response.status_code
+    summary = f"POST {url} answered {status}: {response.text[:300]}"
+    if status == 429 or status >= 500:
+        raise RetryLater(summary, delay=retry_after(response.headers.get("retry-after")))
+    if 300 <= status < 400:
+        location = response.headers.get("location", "?")
+        raise PermanentFailure(
+            f"POST {url} redirected to {location}; redirects are not followed, use the final URL"
+        )
+    if status >= 400:
+        raise PermanentFailure(summary)
+    return {"status": status, "headers": dict(response.headers), "body": _body(response)}
+
+
+def _body(response: httpx.Response) -> Any:
+    text = response.text[:MAX_BODY_KEPT]
+    if response.headers.get("content-type", "").startswith("application/json"):
+        try:
+            return jsonlib.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time())
+    except (TypeError, ValueError):
+        return None
+
+
+@hookimpl
+def hookwise_actions() -> list[ActionSpec]:
+    return [
+        ActionSpec(
+            name="http.post",
+            params=HttpPostParams,
+            run=http_post,
+            description="POST JSON or a body to a URL; 5xx, 429 and connection errors retry.",
+        )
+    ]

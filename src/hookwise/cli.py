@@ -1,0 +1,293 @@
+"""The `hookwise` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import uvicorn
+
+from hookwise.config import DEFAULT_PATH, Config, load_config
+from hookwise.errors import ConfigError, RequestError
+from hookwise.plugins import Registry, load_registry
+from hookwise.schema import rules_schema
+from hookwise.service import Service, build_service
+from hookwise.sources import Delivery
+from hookwise.store import open_store
+from hookwise.store.base import EVENT_STATUSES
+
+T = TypeVar("T")
+config_option = click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_PATH,
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The service configuration file.",
+)
+
+
+def _service(config_path: str) -> Service:
+    """Build the service or exit 1 with every problem as file:line:col."""
+    try:
+        return build_service(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        noun = "problem" if len(exc.problems) == 1 else "problems"
+        click.echo(f"{len(exc.problems)} {noun} found; nothing was started.", err=True)
+        sys.exit(1)
+
+
+def _registry(config_path: str) -> Registry:
+    """Plugins only: `schema` and `plugins` must work while rules are still broken."""
+    try:
+        config = load_config(config_path) if Path(config_path).exists() else Config()
+        return load_registry(config.path(config.plugins_dir) if config.plugins_dir else None)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@click.group()
+@click.version_option(package_name="hookwise")
+def main() -> None:
+    """hookwise: registry webhooks in, YAML rules match, actions run durably."""
+
+
+@main.command()
+@config_option
+@click.option("--listen", help="host:port, overriding `listen` in the config.")
+def serve(config_path: str, listen: str | None) -> None:
+    """Receive webhooks and run the rules' actions."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    service = _service(config_path)
+    host, _, port = (listen or service.config.listen).rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, int(port)))
+    bound_port = sock.getsockname()[1]
+    from hookwise.app import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(service), log_level="warning", access_log=False, lifespan="on")
+    )
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    click.echo(f"hookwise listening on http://{shown}:{bound_port}", err=True)
+    server.run(sockets=[sock])
+
+
+@main.command()
+@config_option
+def check(config_path: str) -> None:
+    """Validate the config and every rule file; exit 1 listing all problems."""
+    service = _service(config_path)
+    rules = service.engine.rules.rules
+    click.echo(
+        f"ok: {len(rules)} rules, {len(service.engine.sources)} sources, "
+        f"{len(service.registry.actions)} actions installed"
+    )
+
+
+@main.command("test")
+@config_option
+@click.option("--source", "source_name", required=True, help="The configured source to test as.")
+@click.option("--header", "headers", multiple=True, help="K:V, repeatable (e.g. auth headers).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.argument("event_file", type=click.Path(exists=True, dir_okay=False))
+def test_command(
+    config_path: str, source_name: str, headers: tuple[str, ...], as_json: bool, event_file: str
+) -> None:
+    """Dry run: show the normalized event and, for every rule, whether and why it matches."""
+    service = _service(config_path)
+    parsed = {}
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep:
+            raise click.BadParameter(f"expected K:V, got {header!r}", param_hint="--header")
+        parsed[name.strip().lower()] = value.strip()
+    delivery = Delivery(parsed, Path(event_file).read_bytes())
+    try:
+        report = service.engine.dry_run(source_name, delivery)
+    except RequestError as exc:
+        click.echo(f"{event_file}: refused ({exc.reason}): {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        _print_json(report)
+        return
+    for item in report["events"]:
+        event = item["event"]
+        click.echo(f"event  {event['source']} / {event['domain']} / {event['event_type']}")
+        click.echo(f"data   {json.dumps(event['data'], default=str)[:300]}")
+        for verdict in item["rules"]:
+            mark = "MATCH" if verdict["matched"] else "no   "
+            click.echo(f"{mark}  {verdict['rule']}  ({verdict['origin']})")
+            if not verdict["matched"]:
+                click.echo(f"         {verdict['reason']}")
+            for action in verdict.get("actions", []):
+                click.echo(f"         {action['action']} ({action['uses']})")
+                if "params" in action:
+                    click.echo(f"           with {json.dumps(action['params'], default=str)}")
+                if "error" in action:
+                    click.echo(f"           error: {action['error']}")
+        if not item["rules"]:
+            click.echo("no rules are loaded")
+
+
+@contextlib.asynccontextmanager
+async def _opened(service: Service) -> AsyncIterator[Service]:
+    service.engine.store = open_store(service.config.store_url)
+    await service.engine.store.open()
+    try:
+        yield service
+    finally:
+        await service.engine.store.close()
+
+
+def _run(config_path: str, work: Callable[[Service], Any]) -> Any:
+    async def main() -> Any:
+        async with _opened(_service(config_path)) as service:
+            return await work(service)
+
+    return asyncio.run(main())
+
+
+@main.command()
+@config_option
+@click.option("--source")
+@click.option("--domain")
+@click.option("--event-type")
+@click.option("--status", type=click.Choice(EVENT_STATUSES))
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def events(
+    config_path: str,
+    source: str | None,
+    domain: str | None,
+    event_type: str | None,
+    status: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List recent events, newest first."""
+    filters = {
+        k: v for k, v in {"source": source, "domain": domain, "event_type": event_type}.items() if v
+    }
+    found = _run(config_path, lambda s: s.engine.store.list_events(filters, status, limit))
+    if as_json:
+        _print_json({"events": found})
+        return
+    for event in found:
+        click.echo(
+            f"{event['id']}  {event['received_at']}  {event['source']}/{event['domain']}/"
+            f"{event['event_type']}  {event['status']}  runs={event['runs']}"
+        )
+    if not found:
+        click.echo("no events")
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("event_id")
+def show(config_path: str, event_id: str, as_json: bool) -> None:
+    """Show one event and every run it caused, with each attempt."""
+
+    async def fetch(service: Service) -> Any:
+        store = service.engine.store
+        event = await store.get_event(event_id)
+        return (event.as_dict(), await store.runs_of(event_id)) if event else None
+
+    found = _run(config_path, fetch)
+    if found is None:
+        click.echo(f"no event {event_id}", err=True)
+        sys.exit(1)
+    event, runs = found
+    if as_json:
+        _print_json({"event": event, "runs": runs})
+        return
+    click.echo(f"event {event['id']}  {event['source']}/{event['domain']}/{event['event_type']}")
+    click.echo(f"  received {event['received_at']}")
+    click.echo(f"  data {json.dumps(event['data'], default=str)[:500]}")
+    for run in runs:
+        click.echo(
+            f"run {run['id']}  rule={run['rule']}  {run['status']}  attempts={run['attempts']}"
+        )
+        if run["error"]:
+            click.echo(f"  error: {run['error']}")
+        for attempt in run["history"]:
+            detail = f"  {attempt['error']}" if attempt["error"] else ""
+            click.echo(
+                f"  - {attempt['action']} #{attempt['attempt']} {attempt['status']} "
+                f"({attempt['duration_ms']} ms){detail}"
+            )
+        for line in run["log"]:
+            click.echo(f"    log [{line['level']}] {line['message']}")
+
+
+@main.command()
+@config_option
+@click.argument("event_id")
+def replay(config_path: str, event_id: str) -> None:
+    """Re-evaluate a stored event against the current rules; a running service executes the runs."""
+    runs = _run(config_path, lambda s: s.engine.replay(event_id))
+    if runs is None:
+        click.echo(f"no event {event_id}", err=True)
+        sys.exit(1)
+    click.echo(f"replayed {event_id}: {len(runs)} new runs {' '.join(runs)}".rstrip())
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def plugins(config_path: str, as_json: bool) -> None:
+    """Installed actions and source kinds, with their parameter schemas."""
+    registry = _registry(config_path)
+    report = {
+        "plugins": registry.plugin_names(),
+        "actions": {
+            name: {"description": spec.description, "params": spec.params.model_json_schema()}
+            for name, spec in sorted(registry.actions.items())
+        },
+        "sources": {
+            name: {"description": kind.description, "options": kind.options.model_json_schema()}
+            for name, kind in sorted(registry.sources.items())
+        },
+    }
+    if as_json:
+        _print_json(report)
+        return
+    for section in ("actions", "sources"):
+        click.echo(f"{section}:")
+        for name, info in report[section].items():
+            schema = info.get("params") or info.get("options") or {}
+            required = set(schema.get("required", []))
+            fields = ", ".join(
+                f"{key}{'' if key in required else '?'}" for key in schema.get("properties", {})
+            )
+            click.echo(f"  {name}: {info['description']}")
+            click.echo(f"      {fields}")
+
+
+@main.command()
+@config_option
+def schema(config_path: str) -> None:
+    """JSON Schema of rule files, for yaml-language-server and other editors."""
+    _print_json(rules_schema(_registry(config_path).actions))

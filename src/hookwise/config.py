@@ -1,0 +1,155 @@
+"""The service configuration (`hookwise.yaml`), validated with positions."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from hookwise.durations import Duration
+from hookwise.errors import ConfigError, Problem
+from hookwise.sources import SourceKind
+from hookwise.validation import did_you_mean, problems_from
+from hookwise.yamlpos import Document, load_file
+
+DEFAULT_PATH = "hookwise.yaml"
+
+
+class EgressConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    allow: list[str] = Field(
+        default_factory=list,
+        description="Hosts or networks (CIDR) outgoing requests may reach besides public ones.",
+    )
+
+
+class SourceConfig(BaseModel):
+    """`kind` picks the source plugin; the other keys are that plugin's options."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+
+
+class WorkerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int = Field(default=8, ge=1, description="Runs executed at once per process.")
+    lease: Duration = Field(
+        default=60.0, gt=0, description="How long a claimed run stays ours without renewal."
+    )
+    poll_interval: Duration = Field(default=1.0, gt=0, description="Safety-net polling period.")
+    action_timeout: Duration = Field(default=300.0, gt=0, description="Upper bound per attempt.")
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = "127.0.0.1:8080"
+    store: str = "sqlite:///./hookwise.db"
+    rules: Path = Path("rules")
+    plugins_dir: Path | None = None
+    api_token: SecretStr | None = None
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    dedupe_window: Duration = 72 * 3600.0
+    egress: EgressConfig = Field(default_factory=EgressConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    # Where the file was read from; relative paths in it are relative to its folder.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    _document: Document | None = PrivateAttr(default=None)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"expected host:port such as 127.0.0.1:8080, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def path(self, value: Path) -> Path:
+        return value if value.is_absolute() else self.base_dir / value
+
+    @property
+    def rules_path(self) -> Path:
+        return self.path(self.rules)
+
+    @property
+    def store_url(self) -> str:
+        """SQLite paths in the URL are relative to the config file, like every other path."""
+        prefix = "sqlite:///"
+        if self.store.startswith(prefix) and not self.store.startswith(prefix + "/"):
+            return prefix + str(self.path(Path(self.store[len(prefix) :])))
+        return self.store
+
+
+def load_config(path: str | os.PathLike[str] = DEFAULT_PATH) -> Config:
+    """Read, expand `${VAR}`, validate; raises ConfigError listing every problem."""
+    doc = load_file(str(path), env=os.environ)
+    if doc.problems:
+        raise ConfigError(doc.problems)
+    data: Any = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError([doc.problem((), "the config file must be a mapping of settings")])
+    try:
+        config = Config.model_validate({**data, "base_dir": Path(path).resolve().parent})
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc, doc, Config)) from None
+    config._document = doc
+    return config
+
+
+@dataclass(frozen=True)
+class BoundSource:
+    """A configured source: its URL name, its plugin, and its validated options."""
+
+    name: str
+    kind: SourceKind
+    options: BaseModel
+
+
+def bind_sources(config: Config, kinds: dict[str, SourceKind]) -> dict[str, BoundSource]:
+    """Validate each source's options against its plugin's schema, known once plugins load."""
+    doc = config._document or Document(DEFAULT_PATH, None)
+    bound: dict[str, BoundSource] = {}
+    problems: list[Problem] = []
+    for name, source in config.sources.items():
+        kind = kinds.get(source.kind)
+        if kind is None:
+            hint = did_you_mean(source.kind, kinds) or f"; known kinds: {', '.join(sorted(kinds))}"
+            problems.append(
+                doc.problem(
+                    ("sources", name, "kind"),
+                    f"sources.{name}.kind: unknown source kind {source.kind!r}{hint}",
+                )
+            )
+            continue
+        try:
+            options = kind.options.model_validate(source.model_extra or {})
+        except ValidationError as exc:
+            problems.extend(problems_from(exc, doc, kind.options, prefix=("sources", name)))
+            continue
+        bound[name] = BoundSource(name, kind, options)
+    if problems:
+        raise ConfigError(problems)
+    return bound

@@ -1,0 +1,118 @@
+"""Guarding outgoing HTTP against SSRF.
+
+A rule's URL comes from a template, so it may be steered at the metadata service
+or an internal admin port. Names are resolved here, every address is checked, and
+the connection goes to the checked address itself, so DNS cannot change its answer
+between check and connect. TLS still verifies the original host name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+import httpx
+
+from hookwise.errors import EgressDenied
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class EgressPolicy:
+    """Public addresses are allowed; others only when their host or network is listed."""
+
+    def __init__(self, allow: Iterable[str] = ()) -> None:
+        self.networks: list[IPNetwork] = []
+        self.hosts: set[str] = set()
+        for entry in allow:
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self.hosts.add(entry.lower().rstrip("."))
+
+    def permits(self, host: str, address: IPAddress) -> bool:
+        if host.lower().rstrip(".") in self.hosts:
+            return True
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if any(address in network for network in self.networks):
+            return True
+        return address.is_global and not address.is_multicast
+
+    def denial(self, host: str, addresses: list[str]) -> EgressDenied:
+        return EgressDenied(
+            f"egress to {host} ({', '.join(addresses)}) is refused: loopback, private, "
+            f"link-local and metadata addresses need the host or network in egress.allow"
+        )
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves and checks before connecting, then checks the peer actually reached."""
+
+    def __init__(self, policy: EgressPolicy) -> None:
+        self.policy = policy
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await _resolve(host, port)
+        allowed = [a for a in addresses if self.policy.permits(host, ipaddress.ip_address(a))]
+        if not allowed:
+            raise self.policy.denial(host, addresses)
+        stream = await self.inner.connect_tcp(
+            allowed[0], port, timeout, local_address, socket_options
+        )
+        peer = stream.get_extra_info("server_addr")
+        if peer and not self.policy.permits(host, ipaddress.ip_address(peer[0])):
+            await stream.aclose()
+            raise self.policy.denial(host, [peer[0]])
+        return stream
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise EgressDenied("egress over unix sockets is not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror}") from exc
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx transport whose every connection passes the egress policy. Ignores proxy env."""
+
+    def __init__(self, policy: EgressPolicy) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            network_backend=GuardedBackend(policy),
+        )
+
+
+def guarded_client(policy: EgressPolicy, timeout: float) -> httpx.AsyncClient:
+    """A client that refuses forbidden addresses and never follows redirects."""
+    return httpx.AsyncClient(
+        transport=GuardedTransport(policy), timeout=timeout, follow_redirects=False, trust_env=False
+    )

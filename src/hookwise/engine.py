@@ -1,0 +1,187 @@
+"""The pipeline, in order: verify → normalize → match → persist, then the worker acts.
+
+This is the one module that knows the order of the steps; each step lives in the
+module named after it. `dry_run` walks the same steps without persisting or acting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from hookwise.actions import ActionSpec
+from hookwise.config import BoundSource, Config
+from hookwise.errors import UnknownSource
+from hookwise.event import Event, Incoming, new_id, safe_headers
+from hookwise.matcher import RuleIndex, verdicts
+from hookwise.rules import ActionCall, Rule, referenced_env
+from hookwise.runner import action_label, template_context
+from hookwise.sources import Delivery
+from hookwise.store import AcceptResult, NewRun, Store
+from hookwise.templates import RenderError, Templates
+
+
+def dedupe_key(source: str, item: Incoming, body: bytes, position: int) -> str:
+    """Sender's own id when there is one, else the exact body (and position in a batch)."""
+    if item.dedupe_key:
+        return f"{source}:key:{item.dedupe_key}"
+    if item.delivery_id:
+        return f"{source}:id:{item.delivery_id}"
+    return f"{source}:sha256:{hashlib.sha256(body).hexdigest()}:{position}"
+
+
+def snapshot(rule: Rule) -> dict[str, Any]:
+    """What a run needs of its rule, frozen at match time."""
+    return {
+        "name": rule.name,
+        "description": rule.description,
+        "actions": [call.model_dump(by_alias=True, exclude_none=True) for call in rule.actions],
+        "env": sorted(referenced_env(rule)),
+    }
+
+
+@dataclass
+class Engine:
+    config: Config
+    sources: dict[str, BoundSource]
+    actions: dict[str, ActionSpec]
+    templates: Templates
+    rules: RuleIndex
+    store: Store | None = None
+    on_new_runs: Callable[[], None] = field(default=lambda: None)
+
+    def source(self, name: str) -> BoundSource:
+        bound = self.sources.get(name)
+        if bound is None:
+            raise UnknownSource(
+                f"no source named {name!r}; configured: {', '.join(sorted(self.sources)) or 'none'}"
+            )
+        return bound
+
+    def normalize(self, name: str, delivery: Delivery) -> list[tuple[Incoming, Event]]:
+        """Verify the raw bytes first, then parse: an unauthenticated body is never parsed."""
+        bound = self.source(name)
+        bound.kind.verify(delivery, bound.options)
+        now = time.time()
+        headers = safe_headers(delivery.headers)
+        return [
+            (
+                item,
+                Event(
+                    id=new_id(),
+                    source=name,
+                    kind=bound.kind.kind,
+                    domain=item.domain,
+                    event_type=item.event_type,
+                    delivery_id=item.delivery_id,
+                    received_at=now,
+                    data=item.data,
+                    headers=headers,
+                ),
+            )
+            for item in bound.kind.normalize(delivery, bound.options)
+        ]
+
+    def plan(self, event: Event) -> list[NewRun]:
+        """The runs an event causes under the current rules."""
+        event_dict = event.as_dict()
+        context = template_context(event, {"name": "", "description": ""})
+        return [
+            NewRun(new_id(), rule.name, snapshot(rule))
+            for rule in self.rules.match(event_dict, self.templates, context)
+        ]
+
+    async def receive(self, name: str, delivery: Delivery) -> list[AcceptResult]:
+        assert self.store is not None
+        results = []
+        for position, (item, event) in enumerate(self.normalize(name, delivery)):
+            key = dedupe_key(name, item, delivery.body, position)
+            result = await self.store.accept(
+                event, key, self.config.dedupe_window, self.plan(event)
+            )
+            results.append(result)
+        self.on_new_runs()
+        return results
+
+    async def replay(self, event_id: str) -> list[str] | None:
+        """New runs for a stored event under the current rules; None if the event is unknown."""
+        assert self.store is not None
+        event = await self.store.get_event(event_id)
+        if event is None:
+            return None
+        runs = self.plan(event)
+        await self.store.add_runs(event.id, runs)
+        self.on_new_runs()
+        return [run.id for run in runs]
+
+    def dry_run(self, name: str, delivery: Delivery) -> dict[str, Any]:
+        """Everything a rule author wants to know about one payload, without side effects."""
+        report: dict[str, Any] = {"events": []}
+        for _, event in self.normalize(name, delivery):
+            event_dict = event.as_dict()
+            base = template_context(event, {"name": "", "description": ""})
+            base["_env"] = lambda var, default=None: f"${{{var}}}"  # never expand secrets here
+            rules = []
+            for rule, verdict in verdicts(self.rules, event_dict, self.templates, base):
+                entry: dict[str, Any] = {
+                    "rule": rule.name,
+                    "origin": rule.origin,
+                    "matched": verdict.matched,
+                    "reason": verdict.reason,
+                }
+                if verdict.matched:
+                    entry["actions"] = self._preview(rule, _with_rule(base, rule))
+                rules.append(entry)
+            report["events"].append({"event": event_dict, "rules": rules})
+        return report
+
+    def _preview(self, rule: Rule, context: dict[str, Any]) -> list[dict[str, Any]]:
+        previews = []
+        earlier: dict[str, Any] = {}
+        for step, call in enumerate(rule.actions):
+            label = action_label(call, step)
+            context = {**context, "steps": {k: {"output": v} for k, v in earlier.items()}}
+            previews.append(
+                {"action": label, "uses": call.uses, **self._render(rule, call, label, context)}
+            )
+            earlier[label] = _Pending(f"steps.{label}.output")
+        return previews
+
+    def _render(
+        self, rule: Rule, call: ActionCall, label: str, context: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            rendered = self.templates.render(call.with_, context, f"rule {rule.name}, {label}")
+            self.actions[call.uses].params.model_validate(rendered)
+        except RenderError as exc:
+            return {"error": str(exc)}
+        except ValidationError as exc:
+            return {"params": rendered, "error": f"parameters invalid after rendering: {exc}"}
+        return {"params": rendered}
+
+
+def _with_rule(context: dict[str, Any], rule: Rule) -> dict[str, Any]:
+    return {**context, "rule": {"name": rule.name, "description": rule.description}}
+
+
+class _Pending:
+    """Stands in for an earlier action's output in the dry run, where nothing executes."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def __getattr__(self, name: str) -> _Pending:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _Pending(f"{self._path}.{name}")
+
+    def __getitem__(self, key: object) -> _Pending:
+        return _Pending(f"{self._path}[{key!r}]")
+
+    def __str__(self) -> str:
+        return f"<{self._path}>"

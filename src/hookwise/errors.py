@@ -1,0 +1,88 @@
+"""Every error hookwise raises on purpose, as one tree:
+
+HookwiseError
+├── ConfigError            a config or rule file is wrong (carries every Problem found)
+├── RequestError           an incoming webhook is refused
+│   ├── UnknownSource      no source of that name is configured (HTTP 404)
+│   ├── VerificationError  bad or missing credentials (HTTP 401)
+│   └── PayloadError       not JSON, or not an event this source understands (HTTP 400)
+├── ActionError            an action did not succeed
+│   ├── RetryLater         transient: try again, optionally after `delay` seconds
+│   └── PermanentFailure   retrying cannot help (auth, validation, not found)
+├── EgressDenied           an outgoing request would reach a forbidden address
+└── StoreError             the store cannot do what was asked
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class HookwiseError(Exception):
+    """Base of every error hookwise raises deliberately."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One mistake in a file, positioned so an editor can jump to it."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+    level: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: [{self.level}] {self.message}"
+
+
+class ConfigError(HookwiseError):
+    """Raised with all problems at once, so a user fixes a file in one pass."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class RequestError(HookwiseError):
+    status_code = 400
+    reason = "bad_request"
+
+
+class UnknownSource(RequestError):
+    status_code = 404
+    reason = "unknown_source"
+
+
+class VerificationError(RequestError):
+    status_code = 401
+    reason = "unauthorized"
+
+
+class PayloadError(RequestError):
+    status_code = 400
+    reason = "bad_payload"
+
+
+class ActionError(HookwiseError):
+    """Base for the two outcomes an action may signal explicitly."""
+
+
+class RetryLater(ActionError):
+    """Transient failure; `delay` (seconds) overrides the backoff, e.g. from Retry-After."""
+
+    def __init__(self, message: str, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentFailure(ActionError):
+    """Retrying would fail the same way: the run goes `dead` at once."""
+
+
+class EgressDenied(HookwiseError):
+    """An outgoing connection was refused by the egress policy."""
+
+
+class StoreError(HookwiseError):
+    """The store could not persist or read what was asked."""

@@ -1,0 +1,63 @@
+"""The normalized event: the one shape rules, templates, the API and the CLI see."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_SENSITIVE_HEADER = re.compile(r"auth|token|secret|signature|cookie|password|api-?key", re.I)
+
+
+def new_id() -> str:
+    """A ULID: time-ordered, so ids sort by arrival and listings need no extra index."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers worth keeping for rules and history, minus anything that could be a credential."""
+    return {
+        name.lower(): value for name, value in headers.items() if not _SENSITIVE_HEADER.search(name)
+    }
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """What a source plugin extracts from one delivery, before hookwise assigns an id."""
+
+    domain: str
+    event_type: str
+    data: Any
+    delivery_id: str | None = None
+    dedupe_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    source: str
+    kind: str
+    domain: str
+    event_type: str
+    delivery_id: str | None
+    received_at: float
+    data: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, with `received_at` as an ISO 8601 UTC timestamp people can read."""
+        out = asdict(self)
+        out["received_at"] = iso_time(self.received_at)
+        return out
+
+
+def iso_time(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,46 @@
+"""Prometheus metrics, on a registry of our own so several apps can share a process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events_accepted = Counter(
+            "hookwise_events_accepted_total",
+            "Deliveries accepted (duplicates included, labelled).",
+            ["source", "duplicate"],
+            registry=self.registry,
+        )
+        self.events_rejected = Counter(
+            "hookwise_events_rejected_total",
+            "Deliveries refused, by reason.",
+            ["source", "reason"],
+            registry=self.registry,
+        )
+        self.action_attempts = Counter(
+            "hookwise_action_attempts_total",
+            "Action attempts, by action and outcome.",
+            ["action", "status"],
+            registry=self.registry,
+        )
+        self.runs_finished = Counter(
+            "hookwise_runs_finished_total",
+            "Runs that reached a final status.",
+            ["rule", "status"],
+            registry=self.registry,
+        )
+        self.action_duration = Histogram(
+            "hookwise_action_duration_seconds",
+            "Time one action attempt took.",
+            ["action"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+        )
+        self.queue_depth = Gauge(
+            "hookwise_queue_depth",
+            "Runs waiting to be executed or retried.",
+            registry=self.registry,
+        )

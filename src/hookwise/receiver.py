@@ -1,0 +1,72 @@
+"""`POST /hooks/{source}`: read at most `max_body_bytes`, hand the raw bytes to the engine."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from hookwise.engine import Engine
+from hookwise.errors import RequestError, StoreError
+from hookwise.metrics import Metrics
+from hookwise.sources import Delivery
+
+log = logging.getLogger("hookwise.receiver")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it is known to exceed `limit`, never buffered whole."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def error(status: int, reason: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "reason": reason}, status_code=status)
+
+
+class Receiver:
+    def __init__(self, engine: Engine, metrics: Metrics, max_body_bytes: int) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def handle(self, request: Request) -> JSONResponse:
+        name = request.path_params["source"]
+        try:
+            self.engine.source(name)
+            body = await read_body(request, self.max_body_bytes)
+            delivery = Delivery({k.lower(): v for k, v in request.headers.items()}, body)
+            results = await self.engine.receive(name, delivery)
+        except BodyTooLarge:
+            return self._reject(name, 413, "too_large", f"body exceeds {self.max_body_bytes} bytes")
+        except RequestError as exc:
+            return self._reject(name, exc.status_code, exc.reason, str(exc))
+        except StoreError as exc:
+            log.error("could not persist an event from %s: %s", name, exc)
+            return self._reject(name, 503, "store_unavailable", "cannot store events right now")
+        for result in results:
+            self.metrics.events_accepted.labels(name, str(result.duplicate).lower()).inc()
+        answers = [{"event_id": r.event_id, "duplicate": r.duplicate} for r in results]
+        if len(answers) == 1:
+            return JSONResponse(answers[0], status_code=202)
+        return JSONResponse({"events": answers}, status_code=202)
+
+    def _reject(self, name: str, status: int, reason: str, message: str) -> JSONResponse:
+        known = name in self.engine.sources
+        self.metrics.events_rejected.labels(name if known else "<unknown>", reason).inc()
+        log.info("refused delivery to /hooks/%s: %s (%s)", name, reason, message)
+        return error(status, reason, message)

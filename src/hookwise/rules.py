@@ -1,0 +1,294 @@
+"""The rule language: models, file discovery, and whole-file validation with positions."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from jinja2 import TemplateSyntaxError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+from hookwise.actions import ActionSpec
+from hookwise.durations import Duration
+from hookwise.errors import ConfigError, Problem
+from hookwise.globs import GlobError, compile_glob
+from hookwise.templates import Templates, is_template
+from hookwise.validation import did_you_mean, problems_from
+from hookwise.yamlpos import ENV_REF, Document, format_path, load_file
+
+RULE_SUFFIXES = (".yaml", ".yml")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+
+
+def as_text(value: Any) -> str:
+    """The string form scalars are matched by: JSON spelling for true/false/null."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return str(value)
+
+
+def _as_globs(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    if not items or any(isinstance(item, dict | list) for item in items):
+        raise ValueError(f"expected a glob or a list of globs, got {value!r}")
+    globs = [as_text(item) for item in items]
+    for glob in globs:
+        try:
+            compile_glob(glob)
+        except GlobError as exc:
+            raise ValueError(str(exc)) from None
+    return globs
+
+
+Globs = Annotated[list[str], BeforeValidator(_as_globs)]
+
+
+class RetryPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(default=3, ge=1, le=100, description="Total tries, the first included.")
+    backoff: Duration = Field(default=2.0, description="Delay before the 2nd try; doubles after.")
+    max_backoff: Duration = Field(default=600.0, description="Upper bound for one delay.")
+
+
+class ActionCall(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name for `steps.<id>`."
+    )
+    uses: str = Field(description="The action's name, e.g. http.post (see `hookwise plugins`).")
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout: Duration | None = Field(default=None, description="Per attempt; default from config.")
+
+
+class When(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    source: Globs = Field(default_factory=lambda: ["*"])
+    domain: Globs = Field(default_factory=lambda: ["*"])
+    event_type: Globs = Field(default_factory=lambda: ["*"])
+    match: dict[str, Globs] = Field(default_factory=dict, description="Every key must match.")
+    exclude: dict[str, Globs] = Field(default_factory=dict, description="Any match excludes.")
+    if_: str | None = Field(default=None, alias="if", description="A bare Jinja expression.")
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    enabled: bool = True
+    when: When
+    actions: list[ActionCall] = Field(min_length=1)
+    _origin: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Rule:
+        ids = [a.id for a in self.actions if a.id]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"action ids must be unique within a rule: {', '.join(duplicates)}")
+        return self
+
+    @property
+    def origin(self) -> str:
+        """`file:line` of the rule, for messages and the dry run."""
+        return self._origin
+
+
+class RuleFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[Rule] = Field(default_factory=list)
+
+
+def rule_files(path: Path) -> list[Path]:
+    """Rule files under `path`, shown relative to the working directory when inside it."""
+    found = (
+        sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
+        if path.is_dir()
+        else [path]
+    )
+    return [_display(p) for p in found]
+
+
+def _display(path: Path) -> Path:
+    relative = os.path.relpath(path)
+    return Path(relative) if not relative.startswith("..") else path
+
+
+@dataclass
+class RuleLoader:
+    """Validates rule files against the installed actions; needs the plugins loaded first."""
+
+    actions: dict[str, ActionSpec]
+    templates: Templates
+
+    def load(self, path: Path) -> list[Rule]:
+        """All rules from a file or folder; raises ConfigError with every problem found."""
+        if not path.exists():
+            raise ConfigError([Problem(str(path), 1, 1, "rules path does not exist")])
+        problems: list[Problem] = []
+        rules: list[Rule] = []
+        first_seen: dict[str, str] = {}
+        for file in rule_files(path):
+            doc = load_file(str(file))
+            problems.extend(doc.problems)
+            if doc.problems:
+                continue
+            for index, rule in self._parse(doc, problems):
+                where = ("rules", index, "name")
+                if rule.name in first_seen:
+                    problems.append(
+                        doc.problem(
+                            where,
+                            f"rules[{index}].name: rule name {rule.name!r} is already used at "
+                            f"{first_seen[rule.name]}; names must be unique across all files",
+                        )
+                    )
+                    continue
+                line, _ = doc.value_pos.get(("rules", index), (1, 1))
+                rule._origin = f"{file}:{line}"
+                first_seen[rule.name] = rule.origin
+                rules.append(rule)
+        if problems:
+            raise ConfigError(sorted(problems, key=lambda p: (p.file, p.line, p.col)))
+        return rules
+
+    def _parse(self, doc: Document, problems: list[Problem]) -> list[tuple[int, Rule]]:
+        data = doc.data if doc.data is not None else {"rules": []}
+        if not isinstance(data, dict):
+            problems.append(doc.problem((), "a rule file must be a mapping with a `rules:` list"))
+            return []
+        try:
+            parsed = list(enumerate(RuleFile.model_validate(data).rules))
+        except ValidationError as exc:
+            problems.extend(problems_from(exc, doc, RuleFile))
+            # Check the rules that did validate too, so one pass reports everything.
+            parsed = self._salvage(data)
+        found = []
+        for index, rule in parsed:
+            rule_problems = self._semantic(doc, index, rule)
+            problems.extend(rule_problems)
+            if not rule_problems:
+                found.append((index, rule))
+        return found
+
+    def _salvage(self, data: dict[str, Any]) -> list[tuple[int, Rule]]:
+        items = data.get("rules")
+        salvaged = []
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            try:
+                salvaged.append((index, Rule.model_validate(item)))
+            except ValidationError:
+                continue
+        return salvaged
+
+    def _semantic(self, doc: Document, index: int, rule: Rule) -> list[Problem]:
+        """What the schema alone cannot know: installed actions, their params, templates."""
+        problems: list[Problem] = []
+        base = ("rules", index)
+        if rule.when.if_ is not None:
+            problems.extend(self._compile(doc, (*base, "when", "if"), rule.when.if_, bare=True))
+        for position, call in enumerate(rule.actions):
+            at = (*base, "actions", position)
+            spec = self.actions.get(call.uses)
+            if spec is None:
+                hint = did_you_mean(call.uses, self.actions) or (
+                    f"; installed actions: {', '.join(sorted(self.actions))}"
+                )
+                problems.append(
+                    doc.problem(
+                        (*at, "uses"),
+                        f"{format_path((*at, 'uses'))}: unknown action {call.uses!r}{hint}",
+                    )
+                )
+                continue
+            problems.extend(self._check_params(doc, (*at, "with"), spec, call.with_))
+            for path, text in _strings(call.with_, (*at, "with")):
+                problems.extend(self._compile(doc, path, text, bare=False))
+        return problems
+
+    def _check_params(
+        self, doc: Document, at: tuple[Any, ...], spec: ActionSpec, params: dict[str, Any]
+    ) -> list[Problem]:
+        try:
+            spec.params.model_validate(params)
+        except ValidationError as exc:
+            # A templated value is checked after rendering; only literal mistakes count now.
+            real = [e for e in exc.errors() if not _templated(params, e["loc"])]
+            if real:
+                narrowed = ValidationError.from_exception_data(exc.title, real)  # type: ignore[arg-type]
+                return problems_from(narrowed, doc, spec.params, prefix=at)
+        return []
+
+    def _compile(
+        self, doc: Document, path: tuple[Any, ...], text: str, bare: bool
+    ) -> list[Problem]:
+        problems = []
+        try:
+            if bare:
+                self.templates.compile_condition(text)
+            elif is_template(text):
+                self.templates.compile(text)
+        except TemplateSyntaxError as exc:
+            problems.append(
+                doc.problem(path, f"{format_path(path)}: template does not compile: {exc.message}")
+            )
+        for name, default in ENV_REF.findall(text):
+            if name not in os.environ and not default:
+                problems.append(
+                    doc.problem(
+                        path,
+                        f"{format_path(path)}: environment variable {name} is not set; "
+                        f"export it before starting hookwise",
+                    )
+                )
+        return problems
+
+
+def _strings(value: Any, path: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str]]:
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in _strings(v, (*path, k))]
+    if isinstance(value, list):
+        return [s for i, v in enumerate(value) for s in _strings(v, (*path, i))]
+    return []
+
+
+def _templated(params: Any, loc: tuple[Any, ...]) -> bool:
+    """True when the value at `loc` (or an enclosing one) is a template string."""
+    current = params
+    for part in loc:
+        if isinstance(current, str):
+            break
+        try:
+            current = current[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return isinstance(current, str) and (is_template(current) or bool(ENV_REF.search(current)))
+
+
+def referenced_env(rule: Rule) -> set[str]:
+    """Environment variables a rule's actions use; their values are redacted from history."""
+    names: set[str] = set()
+    for call in rule.actions:
+        for _, text in _strings(call.with_, ()):
+            names.update(name for name, _ in ENV_REF.findall(text))
+    return names

@@ -1,0 +1,199 @@
+"""Executing one claimed run: render → validate → act → record, action by action.
+
+The run resumes at its current action, so actions that already succeeded are not
+repeated on retry. Every attempt is written to the store before the next begins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from hookwise.actions import ActionContext, ActionSpec, RunLog
+from hookwise.config import Config
+from hookwise.errors import PermanentFailure, RetryLater
+from hookwise.event import Event
+from hookwise.metrics import Metrics
+from hookwise.rules import ActionCall, RetryPolicy
+from hookwise.store import AttemptRecord, RunRecord, Store
+from hookwise.store.base import Progress
+from hookwise.templates import RenderError, Templates
+
+REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # succeeded | retry | dead
+    output: Any = None
+    error: str | None = None
+    delay: float | None = None
+
+
+def template_context(
+    event: Event, rule: dict[str, Any], outputs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What `with` templates and `if` see; `_env` expands `${VAR}` (see templates.py)."""
+    return {
+        "event": event.as_dict(),
+        "data": event.data,
+        "rule": {"name": rule["name"], "description": rule.get("description", "")},
+        "steps": {key: {"output": value} for key, value in (outputs or {}).items()},
+        "_env": lambda name, default=None: os.environ.get(name, default or ""),
+    }
+
+
+def action_label(call: ActionCall, step: int) -> str:
+    return call.id or f"{call.uses}#{step + 1}"
+
+
+def backoff(policy: RetryPolicy, attempt: int) -> float:
+    """Exponential with jitter: spreads retries so a recovering downstream is not stampeded."""
+    ceiling = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+class Runner:
+    def __init__(
+        self,
+        store: Store,
+        actions: dict[str, ActionSpec],
+        templates: Templates,
+        config: Config,
+        metrics: Metrics,
+        owner: str,
+    ) -> None:
+        self.store = store
+        self.actions = actions
+        self.templates = templates
+        self.config = config
+        self.metrics = metrics
+        self.owner = owner
+
+    async def execute(self, run: RunRecord) -> None:
+        event = await self.store.get_event(run.event_id)
+        calls = [ActionCall.model_validate(a) for a in run.spec["actions"]]
+        secrets = [os.environ[n] for n in run.spec.get("env", []) if os.environ.get(n)]
+        outputs, step, attempt = dict(run.outputs), run.step, run.attempt
+        while step < len(calls):
+            call, label = calls[step], action_label(calls[step], step)
+            number = attempt + 1
+            if event is None or number > call.retry.attempts:
+                error = (
+                    f"event {run.event_id} is gone from the store"
+                    if event is None
+                    else f"{label}: gave up after {attempt} attempts ({run.error or 'lost'})"
+                )
+                await self._finish(run, None, Progress("dead", step, attempt, outputs, error))
+                return
+            log = RunLog(f"{run.rule}/{label}")
+            started = time.time()
+            outcome = await self._attempt(run, event, call, label, number, outputs, log)
+            ended = time.time()
+            self.metrics.action_duration.labels(call.uses).observe(ended - started)
+            self.metrics.action_attempts.labels(call.uses, outcome.status).inc()
+            record = AttemptRecord(
+                run.id,
+                step,
+                label,
+                number,
+                started,
+                ended,
+                outcome.status,
+                _redact(outcome.output, secrets),
+                _redact(outcome.error, secrets),
+                _redact(log.lines, secrets),
+            )
+            if outcome.status == "succeeded":
+                outputs[label] = record.output
+                step, attempt = step + 1, 0
+                status = "running" if step < len(calls) else "succeeded"
+                progress = Progress(status, step, 0, outputs)
+            elif outcome.status == "retry" and number < call.retry.attempts:
+                delay = outcome.delay if outcome.delay is not None else backoff(call.retry, number)
+                progress = Progress(
+                    "retrying", step, number, outputs, record.error, time.time() + delay
+                )
+            else:
+                error = f"{label}: {record.error}"
+                progress = Progress("dead", step, number, outputs, error)
+            if not await self._finish(run, record, progress) or progress.status != "running":
+                return
+
+    async def _finish(
+        self, run: RunRecord, record: AttemptRecord | None, progress: Progress
+    ) -> bool:
+        kept = await self.store.record(self.owner, run.id, record, progress)
+        if kept and progress.status in ("succeeded", "dead"):
+            self.metrics.runs_finished.labels(run.rule, progress.status).inc()
+        return kept
+
+    async def _attempt(
+        self,
+        run: RunRecord,
+        event: Event,
+        call: ActionCall,
+        label: str,
+        number: int,
+        outputs: dict[str, Any],
+        log: RunLog,
+    ) -> Outcome:
+        spec = self.actions.get(call.uses)
+        if spec is None:
+            return Outcome("dead", error=f"action {call.uses!r} is not installed any more")
+        context = template_context(event, run.spec, outputs)
+        key = hashlib.sha256(f"{run.id}:{label}".encode()).hexdigest()[:32]
+        action_context = ActionContext(event, run.rule, label, number, key, self.config, log)
+        timeout = call.timeout or self.config.worker.action_timeout
+        try:
+            rendered = self.templates.render(call.with_, context, f"rule {run.rule}, {label}")
+            params = spec.params.model_validate(rendered)
+            output = await asyncio.wait_for(invoke(spec, params, action_context), timeout)
+        except RenderError as exc:
+            return Outcome("dead", error=str(exc))
+        except ValidationError as exc:
+            return Outcome("dead", error=f"parameters invalid after rendering: {_brief(exc)}")
+        except PermanentFailure as exc:
+            return Outcome("dead", error=str(exc))
+        except RetryLater as exc:
+            return Outcome("retry", error=str(exc), delay=exc.delay)
+        except TimeoutError:
+            return Outcome("retry", error=f"timed out after {timeout:g}s")
+        except Exception as exc:  # an unexpected error may be transient: retry, bounded
+            return Outcome("retry", error=f"{type(exc).__name__}: {exc}")
+        try:
+            json.dumps(output)
+        except (TypeError, ValueError) as exc:
+            return Outcome("dead", error=f"{call.uses} returned output that is not JSON: {exc}")
+        return Outcome("succeeded", output=output)
+
+
+async def invoke(spec: ActionSpec, params: Any, context: ActionContext) -> Any:
+    """Async actions are awaited; sync ones run in a thread so they never block the loop."""
+    if inspect.iscoroutinefunction(spec.run):
+        return await spec.run(params, context)
+    return await asyncio.to_thread(spec.run, params, context)
+
+
+def _brief(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'with'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def _redact(value: Any, secrets: list[str]) -> Any:
+    if not secrets or value is None:
+        return value
+    text = json.dumps(value)
+    for secret in secrets:
+        text = text.replace(json.dumps(secret)[1:-1], REDACTED)
+    return json.loads(text)

@@ -1,0 +1,91 @@
+"""Turning pydantic's errors into positioned, human messages with did-you-mean hints."""
+
+from __future__ import annotations
+
+import difflib
+import types
+from collections.abc import Iterable
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from hookwise.errors import Problem
+from hookwise.yamlpos import Document, Path, format_path
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def problems_from(
+    exc: ValidationError, doc: Document, model: type[BaseModel], prefix: Path = ()
+) -> list[Problem]:
+    """One Problem per pydantic error, at the position of the offending key or value."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
+        path = (*prefix, *loc)
+        where = format_path(path)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            known = _fields_at(model, loc[:-1])
+            hint = did_you_mean(loc[-1], known) or (
+                f"; allowed keys: {', '.join(known)}" if known else ""
+            )
+            problems.append(
+                doc.problem(path, f"{where}: unknown key {loc[-1]!r}{hint}", at_key=True)
+            )
+        elif kind == "missing":
+            problems.append(doc.problem(path[:-1], f"{where}: required key is missing"))
+        else:
+            message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+            got = error.get("input")
+            detail = (
+                f", got {got!r}" if kind.endswith("_type") and not isinstance(got, dict) else ""
+            )
+            problems.append(doc.problem(path, f"{where}: {message}{detail}"))
+    return problems
+
+
+def _is_union_tag(part: object) -> bool:
+    """pydantic adds the union member (e.g. 'list[str]') to locations; users never wrote it."""
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})
+
+
+def _fields_at(model: type[BaseModel], loc: Path) -> list[str]:
+    current: Any = model
+    for part in loc:
+        current = _step(_unwrap(current), part)
+        if current is None:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [
+            info.alias or name for name, info in current.model_fields.items() if not info.exclude
+        ]
+    return []
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, info in annotation.model_fields.items():
+            if part in (name, info.alias):
+                return info.annotation
+        return None
+    if get_origin(annotation) in (list, dict, tuple):
+        return get_args(annotation)[-1]
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+            annotation = (models or members)[0]
+        else:
+            return annotation

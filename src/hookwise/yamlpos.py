@@ -1,0 +1,160 @@
+"""YAML loading that remembers where every key and value came from.
+
+PyYAML forgets positions once it builds Python objects and silently keeps the last
+of two duplicate keys. Config and rule errors must say `file:line:col`, so we walk
+the composed node tree ourselves and keep a map from each path to its position.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from hookwise.errors import Problem
+
+Path = tuple[str | int, ...]
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass
+class Document:
+    """Plain Python data plus the positions needed to report problems in it."""
+
+    file: str
+    data: Any
+    key_pos: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    value_pos: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def problem(self, path: Path, message: str, *, at_key: bool = False) -> Problem:
+        """Position a message at `path`, or at its nearest ancestor that has a position."""
+        table = self.key_pos if at_key else self.value_pos
+        for depth in range(len(path), -1, -1):
+            prefix = path[:depth]
+            if prefix in table:
+                line, col = table[prefix]
+                return Problem(self.file, line, col, message)
+            if prefix in self.value_pos:
+                line, col = self.value_pos[prefix]
+                return Problem(self.file, line, col, message)
+        return Problem(self.file, 1, 1, message)
+
+
+def format_path(path: Path) -> str:
+    """`("rules", 2, "when")` → `rules[2].when`, the breadcrumb users see in errors."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def load_file(filename: str, *, env: Mapping[str, str] | None = None) -> Document:
+    """Load one YAML file; with `env`, `${VAR}` and `${VAR:-default}` in strings are expanded."""
+    try:
+        with open(filename, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        doc = Document(filename, None)
+        doc.problems.append(Problem(filename, 1, 1, f"cannot read file: {exc.strerror}"))
+        return doc
+    return load_text(text, filename, env=env)
+
+
+def load_text(text: str, filename: str, *, env: Mapping[str, str] | None = None) -> Document:
+    doc = Document(filename, None)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            doc.data = _Walker(doc, loader, env).build(node, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        doc.problems.append(Problem(filename, line, col, f"YAML syntax error: {exc.problem}"))
+    finally:
+        loader.dispose()
+    return doc
+
+
+class _Walker:
+    def __init__(
+        self, doc: Document, loader: yaml.SafeLoader, env: Mapping[str, str] | None
+    ) -> None:
+        self.doc = doc
+        self.loader = loader
+        self.env = env
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.doc.value_pos.setdefault(path, _pos(node))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        value = self.loader.construct_object(node, deep=True)
+        if isinstance(value, str) and self.env is not None:
+            value = self._expand(value, node)
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == MERGE_TAG:
+                merged = self.build(value_node, path)
+                for part in merged if isinstance(merged, list) else [merged]:
+                    if isinstance(part, dict):
+                        for key, value in part.items():
+                            result.setdefault(key, value)
+                continue
+            key = self.loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                self.doc.problems.append(
+                    Problem(self.doc.file, *_pos(key_node), "mapping keys must be plain scalars")
+                )
+                continue
+            key_path = (*path, key)
+            if key in result:
+                first_line = self.doc.key_pos[key_path][0]
+                self.doc.problems.append(
+                    Problem(
+                        self.doc.file,
+                        *_pos(key_node),
+                        f"{format_path(key_path)}: duplicate key {key!r} "
+                        f"(first defined on line {first_line}); remove one of them",
+                    )
+                )
+                continue
+            self.doc.key_pos[key_path] = _pos(key_node)
+            result[key] = self.build(value_node, key_path)
+        return result
+
+    def _expand(self, value: str, node: yaml.Node) -> str:
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            assert self.env is not None
+            if name in self.env:
+                return self.env[name]
+            if default is not None:
+                return default
+            self.doc.problems.append(
+                Problem(
+                    self.doc.file,
+                    *_pos(node),
+                    f"environment variable {name} is not set; "
+                    f"export it or write ${{{name}:-default}}",
+                )
+            )
+            return ""
+
+        return ENV_REF.sub(replace, value)
+
+
+def _pos(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
