@@ -83,6 +83,7 @@ def serve(config_path: str, listen: str | None) -> None:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, int(port)))
+    sock.listen(2048)  # connections queue from now on, so the line below can be trusted
     bound_port = sock.getsockname()[1]
     from hookwise.app import create_app
 

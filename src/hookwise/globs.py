@@ -1,8 +1,8 @@
 """Glob patterns for rule matching.
 
 `*` matches any run of characters except `/`, `**` any run including `/`, `?` one
-character except `/`, `[...]` a class (`[!...]` negated). Matching is case-sensitive
-and anchored at both ends. Patterns compile once, when rules load.
+character except `/`, `[...]` a class (`[!...]` negated, never matching `/`).
+Matching is case-sensitive and anchored at both ends. Patterns compile once, when rules load.
 """
 
 from __future__ import annotations
@@ -35,8 +35,10 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
             body = pattern[i + 1 : end]
             negate = body.startswith("!")
             body = body[1:] if negate else body
-            body = body.replace("\\", "\\\\").replace("^", "\\^")
-            out.append(f"[{'^' if negate else ''}{body}]")
+            body = body.replace("\\", "\\\\").replace("^", "\\^").replace("[", "\\[")
+            body = body.replace("]", "\\]")
+            # A negated class never matches `/`, like `*` and `?`.
+            out.append(f"[^/{body}]" if negate else f"[{body}]")
             i = end
         else:
             out.append(re.escape(char))

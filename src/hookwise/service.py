@@ -53,6 +53,12 @@ class Service:
         if watch:
             self.reloader = Reloader(self.loader, self.config.rules_path, self.engine)
             self.reloader.start()
+        log.info(
+            "hookwise started: %d rules, sources %s, store %s",
+            len(self.engine.rules.rules),
+            ", ".join(sorted(self.engine.sources)) or "none",
+            self.config.store_url.split("@")[-1],
+        )
 
     async def stop(self) -> None:
         if self.reloader is not None:
@@ -62,6 +68,7 @@ class Service:
         await self.registry.shutdown(self.config)
         if self.engine.store is not None:
             await self.engine.store.close()
+        log.info("hookwise stopped")
 
 
 def build_service(config_path: str | os.PathLike[str]) -> Service:

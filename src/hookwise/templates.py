@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from hookwise.yamlpos import ENV_REF
@@ -65,7 +65,7 @@ class Templates:
         compiled = self._cache.get(text)
         if compiled is None:
             source = _env_calls(text)
-            match = _SINGLE_EXPRESSION.match(source.strip())
+            match = _SINGLE_EXPRESSION.match(source)
             if match:
                 compiled = self.compile_condition(match.group("expr"))
             else:
@@ -80,7 +80,15 @@ class Templates:
         compiled = self._cache.get(key)
         if compiled is None:
             evaluate = self.env.compile_expression(expression, undefined_to_none=False)
-            compiled = lambda context: evaluate(**context)  # noqa: E731
+
+            def compiled(context: dict[str, Any]) -> Any:
+                value = evaluate(**context)
+                if isinstance(value, Undefined):
+                    # A bare `{{ typo }}` or a blocked `{{ x.__class__ }}` must fail, not pass on
+                    # a placeholder: raises UndefinedError or SecurityError.
+                    value._fail_with_undefined_error()
+                return value
+
             self._cache[key] = compiled
         return compiled
 

@@ -1,0 +1,223 @@
+"""Glob semantics used by rule dimensions, `match` and `exclude`."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from hookwise.globs import GlobError, compile_glob, glob_match, is_literal
+from hookwise.rules import Rule
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("*", "", True),
+        ("*", "docker-local", True),
+        ("*", "a/b", False),
+        ("docker-*", "docker-local", True),
+        ("docker-*", "docker-local/sub", False),
+        ("*/*", "a/b", True),
+        ("*/*", "a/b/c", False),
+        ("a/*/c", "a/b/c", True),
+        ("a/*/c", "a/b/x/c", False),
+    ],
+)
+def test_star_does_not_cross_slash(pattern, value, expected):
+    assert glob_match(pattern, value) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("**", "", True),
+        ("**", "a/b/c", True),
+        ("a/**", "a/b/c", True),
+        ("a/**", "b/a/c", False),
+        ("**/c", "a/b/c", True),
+        ("a/**/d", "a/b/c/d", True),
+        ("a/**/d", "a/b/c/e", False),
+        ("repo-**", "repo-x/y", True),
+    ],
+)
+def test_double_star_crosses_slash(pattern, value, expected):
+    assert glob_match(pattern, value) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("v?", "v1", True),
+        ("v?", "v", False),
+        ("v?", "v12", False),
+        ("a?c", "a/c", False),
+        ("a?c", "a.c", True),
+        ("???", "abc", True),
+        ("???", "ab", False),
+    ],
+)
+def test_question_mark_is_one_character_but_not_slash(pattern, value, expected):
+    assert glob_match(pattern, value) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("[abc]", "a", True),
+        ("[abc]", "c", True),
+        ("[abc]", "d", False),
+        ("[abc]", "ab", False),
+        ("x[abc]y", "xby", True),
+        ("[!abc]", "d", True),
+        ("[!abc]", "a", False),
+        ("[!abc]", "", False),
+        ("[a-z]", "m", True),
+        ("[a-z]", "M", False),
+        ("[a-z]", "5", False),
+        ("v[0-9][0-9]", "v42", True),
+        ("v[0-9][0-9]", "v4x", False),
+        ("[!0-9]*", "x12", True),
+        ("[!0-9]*", "1xx", False),
+        ("[]]", "]", True),
+        ("[!]]", "]", False),
+        ("[!]]", "x", True),
+        ("[.]", ".", True),
+        ("[.]", "x", False),
+        ("[^]", "^", True),
+        ("[^]", "a", False),
+        ("[\\]", "\\", True),
+    ],
+)
+def test_character_classes(pattern, value, expected):
+    assert glob_match(pattern, value) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("Docker", "docker", False),
+        ("docker", "DOCKER", False),
+        ("docker", "docker", True),
+        ("D*", "docker", False),
+        ("[A-Z]*", "docker", False),
+    ],
+)
+def test_matching_is_case_sensitive(pattern, value, expected):
+    assert glob_match(pattern, value) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value"),
+    [
+        ("docker", "docker-local"),
+        ("docker", "my-docker"),
+        ("local", "docker-local-staging"),
+        ("qa-*", "x-qa-1"),
+        ("*-qa", "x-qa-1"),
+        ("a?", "abc"),
+    ],
+)
+def test_matching_is_anchored_at_both_ends(pattern, value):
+    assert glob_match(pattern, value) is False
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("a.b", "a.b", True),
+        ("a.b", "axb", False),
+        ("(x)", "(x)", True),
+        ("(x)", "x", False),
+        ("a+", "a+", True),
+        ("a+", "aa", False),
+        ("a|b", "a|b", True),
+        ("a|b", "a", False),
+        ("$x^", "$x^", True),
+        ("{1,2}", "{1,2}", True),
+        ("a{2}", "aa", False),
+        ("\\d", "\\d", True),
+        ("\\d", "5", False),
+        ("1.0.*", "1.0.7", True),
+        ("1.0.*", "1x0x7", False),
+    ],
+)
+def test_regex_metacharacters_are_literal(pattern, value, expected):
+    assert glob_match(pattern, value) is expected
+
+
+def test_newlines_are_ordinary_characters():
+    assert glob_match("a*b", "a\nb") is True
+    assert glob_match("a?b", "a\nb") is True
+
+
+@pytest.mark.parametrize(("pattern", "position"), [("[abc", 0), ("qa-[0-9", 3), ("x[", 1)])
+def test_unclosed_bracket_raises_helpful_glob_error(pattern, position):
+    with pytest.raises(GlobError) as info:
+        compile_glob(pattern)
+    message = str(info.value)
+    assert message == (f"invalid glob {pattern!r}: '[' at position {position} is never closed")
+    assert isinstance(info.value, ValueError)
+
+
+def test_unclosed_bracket_raises_from_glob_match_too():
+    with pytest.raises(GlobError, match="never closed"):
+        glob_match("a[b", "ab")
+
+
+def test_empty_class_is_unclosed():
+    # `]` right after `[` is a member, so `[]` has no closing bracket.
+    with pytest.raises(GlobError, match="never closed"):
+        compile_glob("[]")
+
+
+def test_reversed_range_raises_glob_error_naming_the_pattern():
+    with pytest.raises(GlobError) as info:
+        compile_glob("[z-a]")
+    assert str(info.value).startswith("invalid glob '[z-a]': ")
+    assert "range" in str(info.value)
+
+
+def test_bad_glob_in_rule_is_a_validation_error():
+    with pytest.raises(ValidationError) as info:
+        Rule.model_validate(
+            {"name": "r", "when": {"source": "art[ifactory"}, "actions": [{"uses": "log"}]}
+        )
+    assert "invalid glob 'art[ifactory'" in str(info.value)
+    assert "never closed" in str(info.value)
+
+
+def test_open_bracket_inside_class_is_literal_without_warnings():
+    assert glob_match("[[]", "[") is True
+    assert glob_match("x[[]]y", "x[]y") is True
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("artifactory", True),
+        ("docker-local.staging", True),
+        ("a+b(c)|d", True),
+        ("", True),
+        ("a]b", True),
+        ("*", False),
+        ("qa-*", False),
+        ("v?", False),
+        ("[abc]", False),
+        ("a[", False),
+        ("**", False),
+    ],
+)
+def test_is_literal(pattern, expected):
+    assert is_literal(pattern) is expected
+
+
+def test_literal_patterns_match_only_themselves():
+    for pattern in ["artifactory", "a.b", "(x)", "a]b", ""]:
+        assert is_literal(pattern)
+        assert glob_match(pattern, pattern)
+        assert not glob_match(pattern, pattern + "x")
+        assert not glob_match(pattern, "x" + pattern)
+
+
+def test_compiled_patterns_are_cached():
+    assert compile_glob("cache-me-*") is compile_glob("cache-me-*")
