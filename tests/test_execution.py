@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -96,7 +97,7 @@ def test_backoff_grows_between_attempts(hookwise_factory, sink: Sink):
     event_id = server.post(PROMOTION).json()["event_id"]
     server.wait_for_runs(event_id, {"succeeded", "dead"}, timeout=20)
     arrivals = [request.at for request in sink.received]
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     # Jittered exponential: attempt n waits between half and all of 0.4 * 2**(n-1) seconds.
     assert len(gaps) == 3
     assert 0.2 <= gaps[0] < 1.4

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -17,7 +17,8 @@ from hookwise.receiver import Receiver, error
 from hookwise.service import Service
 
 
-def create_app(service: Service) -> Starlette:
+def create_app(service: Service, on_ready: Callable[[], None] = lambda: None) -> Starlette:
+    """`on_ready` runs once the store is open and the worker and rule watcher are running."""
     config = service.config
     receiver = Receiver(service.engine, service.metrics, config.max_body_bytes)
     token = config.api_token.get_secret_value() if config.api_token else None
@@ -46,6 +47,7 @@ def create_app(service: Service) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
+        on_ready()
         try:
             yield
         finally:

@@ -83,15 +83,19 @@ def serve(config_path: str, listen: str | None) -> None:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, int(port)))
-    sock.listen(2048)  # connections queue from now on, so the line below can be trusted
+    sock.listen(2048)
     bound_port = sock.getsockname()[1]
     from hookwise.app import create_app
 
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(service), log_level="warning", access_log=False, lifespan="on")
-    )
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    click.echo(f"hookwise listening on http://{shown}:{bound_port}", err=True)
+
+    def ready() -> None:
+        click.echo(f"hookwise listening on http://{shown}:{bound_port}", err=True)
+
+    app = create_app(service, on_ready=ready)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    )
     server.run(sockets=[sock])
 
 

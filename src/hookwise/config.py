@@ -71,9 +71,10 @@ class Config(BaseModel):
     base_dir: Path = Field(default=Path("."), exclude=True)
     _document: Document | None = PrivateAttr(default=None)
 
-    @field_validator("listen")
+    @field_validator("listen", mode="before")
     @classmethod
-    def _host_port(cls, value: str) -> str:
+    def _host_port(cls, value: object) -> str:
+        value = str(value)
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ValueError(f"expected host:port such as 127.0.0.1:8080, got {value!r}")

@@ -13,9 +13,11 @@ import watchfiles
 from hookwise.engine import Engine
 from hookwise.errors import ConfigError
 from hookwise.matcher import RuleIndex
-from hookwise.rules import RULE_SUFFIXES, RuleLoader
+from hookwise.rules import RULE_SUFFIXES, RuleLoader, rule_files
 
 log = logging.getLogger("hookwise.reload")
+logging.getLogger("watchfiles").setLevel(logging.WARNING)
+ARM_TIMEOUT = 5.0
 
 
 class Reloader:
@@ -25,9 +27,15 @@ class Reloader:
         self.engine = engine
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._loaded = self._fingerprint()
+
+    def _fingerprint(self) -> list[tuple[str, int, int]]:
+        files = rule_files(self.path) if self.path.exists() else []
+        return [(str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists()]
 
     def reload(self) -> bool:
         """Swap in the new rules only when every file validates."""
+        self._loaded = self._fingerprint()
         try:
             rules = self.loader.load(self.path)
         except ConfigError as exc:
@@ -41,11 +49,15 @@ class Reloader:
         log.info("rules reloaded: %d rules from %s", len(rules), self.path)
         return True
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Returns once the file watcher is armed, so no edit after startup goes unseen."""
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
-        self._task = asyncio.create_task(self._watch(), name="hookwise-rules-watch")
+        armed = asyncio.Event()
+        self._task = asyncio.create_task(self._watch(armed), name="hookwise-rules-watch")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(armed.wait(), ARM_TIMEOUT)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -54,13 +66,22 @@ class Reloader:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def _watch(self) -> None:
+    async def _watch(self, armed: asyncio.Event) -> None:
         watched = self.path if self.path.is_dir() else self.path.parent
         async for changes in watchfiles.awatch(
-            watched, stop_event=self._stop, debounce=300, recursive=True
+            watched,
+            stop_event=self._stop,
+            debounce=300,
+            recursive=True,
+            yield_on_timeout=True,
+            rust_timeout=500,
         ):
-            if any(self._relevant(Path(changed)) for _, changed in changes):
+            if not armed.is_set():
+                armed.set()  # the first yield comes once the watcher exists
+            if changes and any(self._relevant(Path(changed)) for _, changed in changes):
                 self.reload()
+            elif not changes and self._fingerprint() != self._loaded:
+                self.reload()  # edited between the initial load and the watcher arming
 
     def _relevant(self, changed: Path) -> bool:
         if self.path.is_dir():

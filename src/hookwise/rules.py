@@ -176,47 +176,47 @@ class RuleLoader:
             problems.append(doc.problem((), "a rule file must be a mapping with a `rules:` list"))
             return []
         try:
-            parsed = list(enumerate(RuleFile.model_validate(data).rules))
+            RuleFile.model_validate(data)
         except ValidationError as exc:
             problems.extend(problems_from(exc, doc, RuleFile))
-            # Check the rules that did validate too, so one pass reports everything.
-            parsed = self._salvage(data)
+        items = data.get("rules")
         found = []
-        for index, rule in parsed:
-            rule_problems = self._semantic(doc, index, rule)
+        for index, raw in enumerate(items if isinstance(items, list) else []):
+            if not isinstance(raw, dict):
+                continue
+            # Semantic checks run on the raw rule too, so one pass reports every mistake.
+            rule_problems = self._semantic(doc, index, raw)
             problems.extend(rule_problems)
+            try:
+                rule = Rule.model_validate(raw)
+            except ValidationError:
+                continue
             if not rule_problems:
                 found.append((index, rule))
         return found
 
-    def _salvage(self, data: dict[str, Any]) -> list[tuple[int, Rule]]:
-        items = data.get("rules")
-        salvaged = []
-        for index, item in enumerate(items if isinstance(items, list) else []):
-            try:
-                salvaged.append((index, Rule.model_validate(item)))
-            except ValidationError:
-                continue
-        return salvaged
-
-    def _semantic(self, doc: Document, index: int, rule: Rule) -> list[Problem]:
+    def _semantic(self, doc: Document, index: int, raw: dict[str, Any]) -> list[Problem]:
         """What the schema alone cannot know: installed actions, their params, templates."""
         problems: list[Problem] = []
         base = ("rules", index)
-        if rule.when.if_ is not None:
-            problems.extend(self._compile(doc, (*base, "when", "if"), rule.when.if_, bare=True))
-        for position, call in enumerate(rule.actions):
+        when = raw.get("when")
+        if isinstance(when, dict) and isinstance(when.get("if"), str):
+            problems.extend(self._compile(doc, (*base, "when", "if"), when["if"], bare=True))
+        actions = raw.get("actions")
+        for position, raw_call in enumerate(actions if isinstance(actions, list) else []):
+            try:
+                call = ActionCall.model_validate(raw_call)
+            except ValidationError:
+                continue  # already reported by the schema check
             at = (*base, "actions", position)
             spec = self.actions.get(call.uses)
             if spec is None:
                 hint = did_you_mean(call.uses, self.actions) or (
                     f"; installed actions: {', '.join(sorted(self.actions))}"
                 )
+                where = format_path((*at, "uses"))
                 problems.append(
-                    doc.problem(
-                        (*at, "uses"),
-                        f"{format_path((*at, 'uses'))}: unknown action {call.uses!r}{hint}",
-                    )
+                    doc.problem((*at, "uses"), f"{where}: unknown action {call.uses!r}{hint}")
                 )
                 continue
             problems.extend(self._check_params(doc, (*at, "with"), spec, call.with_))

@@ -52,7 +52,7 @@ class Service:
             self.worker.start()
         if watch:
             self.reloader = Reloader(self.loader, self.config.rules_path, self.engine)
-            self.reloader.start()
+            await self.reloader.start()
         log.info(
             "hookwise started: %d rules, sources %s, store %s",
             len(self.engine.rules.rules),

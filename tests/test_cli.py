@@ -1,0 +1,344 @@
+"""The `hookwise` command line: check, test (dry run), events, show, replay, plugins, schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CONFIG, FIXTURES, SECRET, Hookwise, run_cli
+
+THREE_MISTAKES = """\
+rules:
+  - name: deploy
+    when:
+      source: artifactory
+      evnt_type: promoted
+    actions:
+      - uses: http.psot
+        with: {url: "http://127.0.0.1:9000"}
+  - name: notify
+    when:
+      domain: docker
+      if: "data.size >"
+    actions:
+      - uses: log
+        with: {message: "hi"}
+"""
+
+GOOD_RULES = """\
+rules:
+  - name: deploy-helloworld
+    when:
+      source: artifactory
+      domain: docker
+      event_type: promoted
+      match:
+        data.image_name: helloworld
+        data.repo_key: [docker-local-staging, "qa-*"]
+      exclude:
+        data.tag: "*-SNAPSHOT"
+    actions:
+      - id: notify
+        uses: http.post
+        with:
+          url: "http://127.0.0.1:9000/deployed"
+          json: {image: "{{ data.image_name }}:{{ data.tag }}"}
+          headers: {Authorization: "Bearer ${DEPLOY_TOKEN}"}
+      - uses: log
+        with: {message: "posted, status {{ steps.notify.output.status }}"}
+  - name: only-builds
+    when: {domain: build}
+    actions:
+      - uses: log
+        with: {message: "build"}
+"""
+
+
+def project(tmp_path: Path, rules: str, config: str | None = None) -> Path:
+    (tmp_path / "rules").mkdir(exist_ok=True)
+    (tmp_path / "rules" / "main.yaml").write_text(rules)
+    (tmp_path / "hookwise.yaml").write_text(config or CONFIG.format(lease="30s", extra=""))
+    return tmp_path
+
+
+def test_check_reports_three_mistakes_with_their_lines(tmp_path: Path):
+    root = project(tmp_path, THREE_MISTAKES)
+    result = run_cli("check", cwd=root)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[:3] == [
+        "rules/main.yaml:5:7: [error] rules[0].when.evnt_type: unknown key 'evnt_type'; "
+        "did you mean 'event_type'?",
+        "rules/main.yaml:7:15: [error] rules[0].actions[0].uses: unknown action 'http.psot'; "
+        "did you mean 'http.post'?",
+        "rules/main.yaml:12:11: [error] rules[1].when.if: template does not compile: "
+        "unexpected 'end of template'",
+    ]
+    assert lines[3] == "3 problems found; nothing was started."
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        (
+            "rules:\n  - name: a\n    name: b\n    when: {}\n    actions: [{uses: log}]\n",
+            "rules/main.yaml:3:5: [error] rules[0].name: duplicate key 'name' (first defined on "
+            "line 2); remove one of them",
+        ),
+        (
+            "rules:\n  - name: a\n    when: {source: '[abc'}\n    actions: [{uses: log, with: "
+            "{message: x}}]\n",
+            "rules/main.yaml:3:20: [error] rules[0].when.source: invalid glob '[abc': '[' at "
+            "position 0 is never closed",
+        ),
+        (
+            "rules:\n  - name: a\n    when: {}\n    actions:\n      - uses: log\n        with: "
+            "{mesage: x}\n",
+            "rules/main.yaml:6:16: [error] rules[0].actions[0].with.mesage: unknown key 'mesage'; "
+            "did you mean 'message'?",
+        ),
+        (
+            "rules:\n  - name: a\n    when: {}\n    actions:\n      - uses: http.post\n"
+            "        with: {url: 'ftp://x', timeout: 'soon'}\n",
+            "rules/main.yaml:6:21: [error] rules[0].actions[0].with.url: url must start with "
+            "http:// or https://, got 'ftp://x'",
+        ),
+        (
+            "rules:\n  - name: a\n    when: {}\n    actions:\n      - uses: log\n"
+            "        with: {message: '{{ data.x '}\n",
+            "rules/main.yaml:6:25: [error] rules[0].actions[0].with.message: template does not "
+            "compile: unexpected end of template, expected 'end of print statement'.",
+        ),
+        (
+            "rules:\n  - name: a\n    when: {}\n    actions:\n      - uses: log\n"
+            "        with: {message: 'token ${HOOKWISE_TEST_UNSET_VAR}'}\n",
+            "rules/main.yaml:6:25: [error] rules[0].actions[0].with.message: environment variable "
+            "HOOKWISE_TEST_UNSET_VAR is not set; export it before starting hookwise",
+        ),
+        (
+            "rules:\n  - name: a\n    when: {}\n    actions: []\n",
+            "rules/main.yaml:4:14: [error] rules[0].actions: List should have at least 1 item "
+            "after validation, not 0",
+        ),
+        (
+            "rules:\n  - name: a\n    when: {}\n    actions: [{uses: log, with: {message: x}}]\n"
+            "  - name: a\n    when: {}\n    actions: [{uses: log, with: {message: y}}]\n",
+            "rules/main.yaml:5:11: [error] rules[1].name: rule name 'a' is already used at "
+            "rules/main.yaml:2; names must be unique across all files",
+        ),
+        (
+            "rules:\n  - name: a\n    when: {}\n   actions: []\n",
+            "rules/main.yaml:4:4: [error] YAML syntax error: expected <block end>, but found "
+            "'<block mapping start>'",
+        ),
+    ],
+)
+def test_check_positions_each_kind_of_mistake(tmp_path: Path, rules: str, expected: str):
+    root = project(tmp_path, rules)
+    result = run_cli("check", cwd=root)
+    assert result.returncode == 1
+    assert expected in result.stderr.splitlines()
+
+
+def test_templated_values_are_checked_after_rendering_not_before(tmp_path: Path):
+    rules = (
+        "rules:\n  - name: a\n    when: {}\n    actions:\n      - uses: http.post\n"
+        "        with: {url: '{{ data.url }}', timeout: '{{ data.t }}'}\n"
+    )
+    result = run_cli("check", cwd=project(tmp_path, rules))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok: 1 rules, 1 sources, 2 actions installed"
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "expected"),
+    [
+        (
+            "sources:\n  artifactory:\n    kind: artifactory\n    secret: ${HW_MISSING_SECRET}\n",
+            {},
+            "hookwise.yaml:4:13: [error] environment variable HW_MISSING_SECRET is not set; "
+            "export it or write ${HW_MISSING_SECRET:-default}",
+        ),
+        (
+            "listen: 127.0.0.1:8080\nmax_body_byte: 10\n",
+            {},
+            "hookwise.yaml:2:1: [error] max_body_byte: unknown key 'max_body_byte'; "
+            "did you mean 'max_body_bytes'?",
+        ),
+        (
+            "sources:\n  artifactory:\n    kind: artifactory\n",
+            {},
+            "hookwise.yaml:3:5: [error] sources.artifactory: no secret configured: set `secret: "
+            "${ENV_VAR}` to the webhook's secret token, or `allow_unauthenticated: true` to "
+            "accept anyone's events",
+        ),
+        (
+            "sources:\n  artifactory:\n    kind: artifactry\n",
+            {},
+            "hookwise.yaml:3:11: [error] sources.artifactory.kind: unknown source kind "
+            "'artifactry'; did you mean 'artifactory'?",
+        ),
+        (
+            "sources:\n  artifactory:\n    kind: artifactory\n    secrets: x\n",
+            {},
+            "hookwise.yaml:4:5: [error] sources.artifactory.secrets: unknown key 'secrets'; "
+            "did you mean 'secret'?",
+        ),
+        (
+            "listen: 8080\n",
+            {},
+            "hookwise.yaml:1:9: [error] listen: expected host:port such as 127.0.0.1:8080, "
+            "got '8080'",
+        ),
+    ],
+)
+def test_config_errors_name_file_line_and_fix(tmp_path: Path, config, env, expected):
+    root = project(tmp_path, "rules: []\n", config=config)
+    result = run_cli("check", cwd=root, env=env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == expected
+
+
+def test_env_default_and_expansion(tmp_path: Path):
+    config = (
+        "listen: ${HW_LISTEN:-127.0.0.1:9999}\nsources:\n  a:\n    kind: artifactory\n"
+        "    secret: ${HW_SECRET}\n"
+    )
+    root = project(tmp_path, "rules: []\n", config=config)
+    assert run_cli("check", cwd=root, env={"HW_SECRET": "x"}).returncode == 0
+
+
+def test_dry_run_explains_every_rule(tmp_path: Path):
+    root = project(tmp_path, GOOD_RULES)
+    fixture = FIXTURES / "artifactory" / "docker.promoted.walkthrough.json"
+    result = run_cli(
+        "test",
+        "--source",
+        "artifactory",
+        str(fixture),
+        "--header",
+        f"X-JFrog-Event-Auth:{SECRET}",
+        "--json",
+        cwd=root,
+        env={"DEPLOY_TOKEN": "very-secret"},
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    [item] = report["events"]
+    assert item["event"]["domain"] == "docker"
+    deploy, builds = item["rules"]
+    assert deploy["matched"] is True
+    assert deploy["origin"] == "rules/main.yaml:2"
+    notify, log = deploy["actions"]
+    assert notify["params"] == {
+        "url": "http://127.0.0.1:9000/deployed",
+        "json": {"image": "helloworld:latest"},
+        "headers": {"Authorization": "Bearer ${DEPLOY_TOKEN}"},
+    }
+    assert log["params"] == {"message": "posted, status <steps.notify.output.status>"}
+    assert builds == {
+        "rule": "only-builds",
+        "origin": "rules/main.yaml:21",
+        "matched": False,
+        "reason": "domain 'docker' does not match 'build'",
+    }
+    assert "very-secret" not in result.stdout
+
+
+def test_dry_run_human_output_says_why_not(tmp_path: Path):
+    root = project(tmp_path, GOOD_RULES)
+    event = tmp_path / "snapshot.json"
+    event.write_text(
+        json.dumps(
+            {
+                "domain": "docker",
+                "event_type": "promoted",
+                "data": {"image_name": "helloworld", "repo_key": "prod", "tag": "1-SNAPSHOT"},
+            }
+        )
+    )
+    result = run_cli(
+        "test",
+        "--source",
+        "artifactory",
+        str(event),
+        "--header",
+        f"x-jfrog-event-auth:{SECRET}",
+        cwd=root,
+        env={"DEPLOY_TOKEN": "x"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "match data.repo_key: 'prod' does not match any of ['docker-local-staging', 'qa-*']"
+        in result.stdout
+    )
+
+
+def test_dry_run_refuses_bad_auth_like_the_server(tmp_path: Path):
+    root = project(tmp_path, GOOD_RULES)
+    fixture = FIXTURES / "artifactory" / "docker.promoted.walkthrough.json"
+    result = run_cli(
+        "test", "--source", "artifactory", str(fixture), cwd=root, env={"DEPLOY_TOKEN": "x"}
+    )
+    assert result.returncode == 1
+    assert "refused (unauthorized): missing X-JFrog-Event-Auth header" in result.stderr
+
+
+def test_events_show_and_replay_from_the_cli(hookwise_factory):
+    server: Hookwise = hookwise_factory(
+        "rules:\n  - name: hello\n    when: {domain: docker}\n    actions:\n"
+        "      - uses: log\n        with: {message: 'hello {{ data.tag }}'}\n"
+    ).start()
+    body = json.dumps({"domain": "docker", "event_type": "pushed", "data": {"tag": "cli"}})
+    event_id = server.post(body.encode()).json()["event_id"]
+    server.wait_for_runs(event_id, {"succeeded"})
+
+    listed = run_cli("events", "--config", str(server.config), "--json", cwd=server.root)
+    assert [e["id"] for e in json.loads(listed.stdout)["events"]] == [event_id]
+    human = run_cli("events", "--config", str(server.config), cwd=server.root)
+    assert f"{event_id}" in human.stdout
+    assert "artifactory/docker/pushed  succeeded  runs=1" in human.stdout
+
+    shown = run_cli("show", event_id, "--config", str(server.config), cwd=server.root)
+    assert "rule=hello  succeeded  attempts=1" in shown.stdout
+    assert "log [info] hello cli" in shown.stdout
+
+    replayed = run_cli("replay", event_id, "--config", str(server.config), cwd=server.root)
+    assert replayed.returncode == 0
+    assert replayed.stdout.startswith(f"replayed {event_id}: 1 new runs ")
+    runs = server.wait_for_runs(event_id, {"succeeded"})
+    assert len(runs) == 2
+
+    missing = run_cli("show", "NOPE", "--config", str(server.config), cwd=server.root)
+    assert missing.returncode == 1
+    assert "no event NOPE" in missing.stderr
+
+
+def test_plugins_lists_actions_and_sources_with_schemas(tmp_path: Path):
+    root = project(tmp_path, "rules: []\n")
+    result = run_cli("plugins", "--json", cwd=root)
+    report = json.loads(result.stdout)
+    assert set(report["actions"]) == {"log", "http.post"}
+    assert report["actions"]["http.post"]["params"]["required"] == ["url"]
+    assert "json" in report["actions"]["http.post"]["params"]["properties"]
+    assert set(report["sources"]) == {"artifactory"}
+    assert "hookwise.builtin.artifactory" in report["plugins"]
+
+
+def test_schema_describes_rules_and_action_params(tmp_path: Path):
+    result = run_cli("schema", cwd=project(tmp_path, "rules: []\n"))
+    schema = json.loads(result.stdout)
+    call = schema["$defs"]["ActionCall"]
+    assert call["properties"]["uses"]["enum"] == ["http.post", "log"]
+    branch = next(b for b in call["allOf"] if b["if"]["properties"]["uses"]["const"] == "log")
+    assert "message" in branch["then"]["properties"]["with"]["properties"]
+    assert set(schema["$defs"]["When"]["properties"]) == {
+        "source",
+        "domain",
+        "event_type",
+        "match",
+        "exclude",
+        "if",
+    }

@@ -1,0 +1,53 @@
+"""Rules reload on file change and SIGHUP; a bad edit keeps the old rules running."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from tests.conftest import Hookwise, wait_until
+
+GOOD = """\
+rules:
+  - name: announce
+    when: {source: artifactory, domain: docker}
+    actions:
+      - uses: log
+        with: {message: "v1 {{ data.tag }}"}
+"""
+
+
+def send(server: Hookwise, tag: str) -> list[dict]:
+    body = json.dumps({"domain": "docker", "event_type": "pushed", "data": {"tag": tag}})
+    event_id = server.post(body.encode()).json()["event_id"]
+    return server.wait_for_runs(event_id, {"succeeded", "dead"})
+
+
+def test_bad_edit_keeps_old_rules_and_good_edit_applies(hookwise_factory):
+    server = hookwise_factory(GOOD).start()
+    assert send(server, "a")[0]["log"][0]["message"] == "v1 a"
+
+    # Three mistakes in one edit: the service must log them all and keep running v1.
+    server.write_rules(GOOD.replace("source:", "sorce:").replace("uses: log", "uses: lgo"))
+    wait_until(lambda: any("rules not reloaded" in line for line in server.log), timeout=15)
+    logged = "\n".join(server.log)
+    assert "unknown key 'sorce'; did you mean 'source'?" in logged
+    assert "unknown action 'lgo'; did you mean 'log'?" in logged
+    assert "rules.yaml:3:" in logged
+    assert send(server, "b")[0]["log"][0]["message"] == "v1 b"
+
+    server.write_rules(GOOD.replace("v1", "v2"))
+    wait_until(lambda: any("rules reloaded" in line for line in server.log), timeout=15)
+    assert send(server, "c")[0]["log"][0]["message"] == "v2 c"
+
+
+def test_sighup_reloads(hookwise_factory):
+    server = hookwise_factory(GOOD).start()
+    server.write_rules(GOOD.replace("v1", "v3"), name="more.yaml")
+    # Both files now define `announce`: the reload is refused, naming both places.
+    wait_until(lambda: any("already used at" in line for line in server.log), timeout=15)
+    (server.root / "rules" / "more.yaml").unlink()
+    server.log.clear()
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: any("rules reloaded: 1 rules" in line for line in server.log), timeout=15)
+    assert send(server, "d")[0]["log"][0]["message"] == "v1 d"
