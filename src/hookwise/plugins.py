@@ -143,7 +143,7 @@ class Registry:
             await await_me_maybe(result)
 
     def plugin_names(self) -> list[str]:
-        return sorted(name for name, _ in self.pm.list_name_plugin())
+        return sorted(name for name, plugin in self.pm.list_name_plugin() if plugin is not None)
 
 
 def load_registry(plugins_dir: Path | None = None) -> Registry:

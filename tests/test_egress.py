@@ -1,0 +1,109 @@
+"""The SSRF guard: which addresses http.post may reach, checked where it connects."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import httpx
+import pytest
+
+from hookwise.actions import ActionContext
+from hookwise.builtin.http_post import HttpPostParams, http_post, retry_after
+from hookwise.config import Config
+from hookwise.egress import EgressPolicy, guarded_client
+from hookwise.errors import EgressDenied, PermanentFailure
+from hookwise.event import Event
+from tests.conftest import Reply, Sink
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.9", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),  # cloud metadata
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("0.0.0.0", False),
+        ("::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("fd00:ec2::254", False),  # AWS metadata over IPv6
+        ("fe80::1", False),
+        ("224.0.0.1", False),
+    ],
+)
+def test_default_policy(address: str, allowed: bool):
+    assert EgressPolicy().permits("example.test", ipaddress.ip_address(address)) is allowed
+
+
+def test_allow_list_by_network_and_by_host():
+    policy = EgressPolicy(["10.0.0.0/8", "jenkins.internal", "127.0.0.1"])
+    assert policy.permits("x", ipaddress.ip_address("10.200.0.1"))
+    assert not policy.permits("x", ipaddress.ip_address("192.168.0.1"))
+    assert policy.permits("Jenkins.Internal.", ipaddress.ip_address("192.168.0.1"))
+    assert policy.permits("x", ipaddress.ip_address("127.0.0.1"))
+    assert not policy.permits("x", ipaddress.ip_address("127.0.0.2"))
+
+
+@pytest.mark.anyio
+async def test_guarded_client_refuses_loopback_by_name_and_address(sink: Sink):
+    port = sink.url.rsplit(":", 1)[1]
+    async with guarded_client(EgressPolicy(), 5) as client:
+        for url in (sink.url, f"http://localhost:{port}", f"http://[::ffff:127.0.0.1]:{port}"):
+            with pytest.raises(EgressDenied, match="egress.allow"):
+                await client.post(url, json={})
+    assert sink.received == []
+
+
+@pytest.mark.anyio
+async def test_guarded_client_reaches_allowed_address(sink: Sink):
+    async with guarded_client(EgressPolicy(["127.0.0.1"]), 5) as client:
+        response = await client.post(f"{sink.url}/ok", json={"a": 1})
+    assert response.status_code == 200
+    assert sink.received[0].body == {"a": 1}
+
+
+def context(allow: list[str]) -> ActionContext:
+    event = Event("E1", "artifactory", "artifactory", "docker", "promoted", None, 0.0, {}, {})
+    config = Config.model_validate({"egress": {"allow": allow}})
+    return ActionContext(event, "r", "notify", 1, "k" * 32, config)
+
+
+@pytest.mark.anyio
+async def test_redirects_are_not_followed(sink: Sink):
+    sink.script(Reply(302, {}, {"Location": "http://169.254.169.254/latest/meta-data/"}))
+    params = HttpPostParams.model_validate({"url": f"{sink.url}/hook", "json": {"x": 1}})
+    with pytest.raises(PermanentFailure, match="redirects are not followed"):
+        await http_post(params, context(["127.0.0.1"]))
+    assert len(sink.received) == 1
+
+
+@pytest.mark.anyio
+async def test_refusal_is_a_permanent_failure_naming_the_setting(sink: Sink):
+    params = HttpPostParams.model_validate({"url": sink.url, "body": "x"})
+    with pytest.raises(PermanentFailure, match=r"egress to 127\.0\.0\.1 .* egress\.allow"):
+        await http_post(params, context([]))
+
+
+def test_proxy_environment_is_ignored(monkeypatch: pytest.MonkeyPatch):
+    # A proxy would connect on our behalf, past the address check.
+    monkeypatch.setenv("HTTP_PROXY", "http://10.9.9.9:3128")
+    client = guarded_client(EgressPolicy(), 5)
+    assert client._mounts == {}
+    assert isinstance(client._transport, httpx.AsyncHTTPTransport)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), ("0", 0.0), (None, None), ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def test_retry_after_parsing(header, seconds):
+    assert retry_after(header) == seconds

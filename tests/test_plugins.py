@@ -1,0 +1,208 @@
+"""Every hook, exercised by a plugin loaded from `plugins_dir` into a real server."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from hookwise import hookspecs
+from tests.conftest import Hookwise, run_cli
+
+PLUGIN = """
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from hookwise.actions import ActionSpec
+from hookwise.errors import VerificationError
+from hookwise.event import Incoming
+from hookwise.hookspecs import hookimpl
+from hookwise.sources import SourceKind
+
+
+class EchoParams(BaseModel):
+    text: str
+    times: int = 1
+
+
+async def echo(params, context):
+    context.log.info(f"echo attempt {context.attempt}")
+    return {"echo": params.text * params.times, "rule": context.rule, "key": context.idempotency_key}
+
+
+def nap(params, context):
+    time.sleep(0.2)  # a blocking client: must run in a thread, not on the event loop
+    return {"slept": True}
+
+
+class PlainOptions(BaseModel):
+    token: str
+
+
+def verify(delivery, options):
+    if delivery.header("x-token") != options.token:
+        raise VerificationError("bad x-token")
+
+
+def normalize(delivery, options):
+    body = delivery.json()
+    return [Incoming(body["kind"], body["what"], body, delivery_id=delivery.header("x-delivery"))]
+
+
+@hookimpl
+def hookwise_actions():
+    return [ActionSpec("echo", EchoParams, echo, "repeat text"),
+            ActionSpec("nap", EchoParams, nap, "block for a moment")]
+
+
+@hookimpl
+def hookwise_sources():
+    return [SourceKind("plain", PlainOptions, verify, normalize, "token in x-token")]
+
+
+@hookimpl
+def hookwise_prepare_jinja(env):
+    env.filters["reverse_text"] = lambda value: str(value)[::-1]
+
+
+@hookimpl
+def hookwise_startup(config):
+    Path("started.txt").write_text(config.listen)
+
+
+@hookimpl
+async def hookwise_shutdown(config):
+    Path("stopped.txt").write_text("bye")
+"""
+
+RULES = """\
+rules:
+  - name: plain-echo
+    when: {source: plain}
+    actions:
+      - id: first
+        uses: echo
+        with: {text: "{{ data.what | reverse_text }}", times: "{{ data.n }}"}
+      - uses: nap
+        with: {text: "{{ steps.first.output.echo }}"}
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("plugins")
+    (root / "plugins").mkdir()
+    (root / "plugins" / "example.py").write_text(PLUGIN)
+    extra = "  plain:\n    kind: plain\n    token: t0k\nplugins_dir: plugins/\n"
+    instance = Hookwise(root, RULES, extra=extra).start()
+    yield instance
+    instance.stop()
+
+
+def post_plain(server: Hookwise, delivery: str, n: int = 2):
+    body = json.dumps({"kind": "demo", "what": "abc", "n": n}).encode()
+    headers = {"x-token": "t0k", "x-delivery": delivery}
+    return server.post(body, source="plain", headers=headers)
+
+
+def test_hook_hookwise_actions(server: Hookwise):
+    event_id = post_plain(server, "d-1").json()["event_id"]
+    [run] = server.wait_for_runs(event_id, {"succeeded", "dead"})
+    assert run["status"] == "succeeded", run
+    assert run["output"]["first"]["echo"] == "cbacba"
+    assert run["output"]["first"]["rule"] == "plain-echo"
+    assert len(run["output"]["first"]["key"]) == 32
+    assert run["output"]["nap#2"] == {"slept": True}
+    assert run["log"][0]["message"] == "echo attempt 1"
+
+
+def test_hook_hookwise_sources(server: Hookwise):
+    refused = server.post(b"{}", source="plain", headers={"x-token": "nope"})
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "bad x-token"
+    first = post_plain(server, "d-2", n=1).json()
+    again = post_plain(server, "d-2", n=3).json()  # same sender id, different body
+    assert again == {"event_id": first["event_id"], "duplicate": True}
+    event = server.event(first["event_id"])["event"]
+    assert (event["kind"], event["domain"], event["event_type"]) == ("plain", "demo", "abc")
+    assert event["delivery_id"] == "d-2"
+    assert "x-token" not in event["headers"]
+
+
+def test_hook_hookwise_prepare_jinja(server: Hookwise):
+    event_id = post_plain(server, "d-3", n=1).json()["event_id"]
+    [run] = server.wait_for_runs(event_id, {"succeeded"})
+    assert run["output"]["first"]["echo"] == "cba"
+
+
+def test_hook_hookwise_startup(server: Hookwise):
+    assert (server.root / "started.txt").read_text() == "127.0.0.1:0"
+
+
+def test_hook_hookwise_shutdown(tmp_path: Path):
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "example.py").write_text(PLUGIN)
+    extra = "  plain:\n    kind: plain\n    token: t\nplugins_dir: plugins/\n"
+    instance = Hookwise(tmp_path, RULES, extra=extra).start()
+    assert not (tmp_path / "stopped.txt").exists()
+    instance.stop()
+    assert (tmp_path / "stopped.txt").read_text() == "bye"
+
+
+def test_every_hook_has_a_test():
+    hooks = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)]
+    hooks = [name for name in hooks if name.startswith("hookwise_")]
+    assert len(hooks) == 5
+    module = sys.modules[__name__]
+    missing = [name for name in hooks if not hasattr(module, f"test_hook_{name}")]
+    assert missing == []
+
+
+def _project(tmp_path: Path, plugin: str) -> Path:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "bad.py").write_text(plugin)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text("rules: []\n")
+    (tmp_path / "hookwise.yaml").write_text("plugins_dir: plugins/\n")
+    return tmp_path
+
+
+def test_misspelled_hook_fails_loudly(tmp_path: Path):
+    plugin = "from hookwise.hookspecs import hookimpl\n\n@hookimpl\ndef hookwise_action():\n    return []\n"
+    result = run_cli("check", cwd=_project(tmp_path, plugin))
+    assert result.returncode == 1
+    assert "hookwise_action" in result.stderr
+    assert "unknown hook" in result.stderr
+
+
+def test_plugin_that_fails_to_import_names_file_and_line(tmp_path: Path):
+    plugin = "x = 1\nraise RuntimeError('boom')\n"
+    result = run_cli("check", cwd=_project(tmp_path, plugin))
+    assert result.returncode == 1
+    assert (
+        "plugins/bad.py:2:1: [error] plugin failed to load: RuntimeError('boom')" in result.stderr
+    )
+
+
+def test_two_plugins_with_one_action_name_is_an_error(tmp_path: Path):
+    plugin = (
+        "from pydantic import BaseModel\nfrom hookwise.actions import ActionSpec\n"
+        "from hookwise.hookspecs import hookimpl\n\nclass P(BaseModel):\n    message: str\n\n"
+        "@hookimpl\ndef hookwise_actions():\n    return [ActionSpec('log', P, lambda p, c: None)]\n"
+    )
+    result = run_cli("check", cwd=_project(tmp_path, plugin))
+    assert result.returncode == 1
+    assert "action 'log' is provided by both hookwise.builtin.log_action and bad" in result.stderr
+    blocked = run_cli(
+        "plugins",
+        "--json",
+        cwd=tmp_path,
+        env={"HOOKWISE_BLOCK_PLUGINS": "hookwise.builtin.log_action"},
+    )
+    assert blocked.returncode == 0, blocked.stderr
+    assert "hookwise.builtin.log_action" not in json.loads(blocked.stdout)["plugins"]
