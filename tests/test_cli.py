@@ -342,3 +342,44 @@ def test_schema_describes_rules_and_action_params(tmp_path: Path):
         "exclude",
         "if",
     }
+
+
+def test_misspelt_parameter_is_caught_even_when_its_value_is_a_template(tmp_path: Path):
+    rules = (
+        "rules:\n  - name: a\n    when: {}\n    actions:\n      - uses: log\n"
+        "        with: {message: x, levle: \"{{ 'warning' }}\"}\n"
+    )
+    result = run_cli("check", cwd=project(tmp_path, rules))
+    assert result.returncode == 1
+    assert "unknown key 'levle'; did you mean 'level'?" in result.stderr
+
+
+def test_empty_env_default_is_accepted_in_rules(tmp_path: Path):
+    rules = (
+        "rules:\n  - name: a\n    when: {}\n    actions:\n      - uses: log\n"
+        "        with: {message: 'token [${HW_SURELY_UNSET_VAR:-}]'}\n"
+    )
+    result = run_cli("check", cwd=project(tmp_path, rules))
+    assert result.returncode == 0, result.stderr
+
+
+def test_empty_secret_is_refused(tmp_path: Path):
+    config = "sources:\n  artifactory:\n    kind: artifactory\n    secret: ${HW_EMPTY:-}\n"
+    result = run_cli("check", cwd=project(tmp_path, "rules: []\n", config=config))
+    assert result.returncode == 1
+    assert "secret is empty" in result.stderr
+
+
+def test_schema_accepts_the_example_rules_and_rejects_mistakes(tmp_path: Path):
+    import jsonschema
+    import yaml
+
+    schema = json.loads(run_cli("schema", cwd=project(tmp_path, "rules: []\n")).stdout)
+    examples = Path(__file__).parent.parent / "rules" / "examples.yaml"
+    jsonschema.validate(yaml.safe_load(examples.read_text()), schema)
+    bad = {"rules": [{"name": "x", "when": {"evnt_type": "a"}, "actions": [{"uses": "log"}]}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    wrong_param = {"rules": [{"name": "x", "when": {}, "actions": [{"uses": "log", "with": {}}]}]}
+    with pytest.raises(jsonschema.ValidationError, match="'message' is a required property"):
+        jsonschema.validate(wrong_param, schema)

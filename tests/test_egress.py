@@ -58,7 +58,7 @@ async def test_guarded_client_refuses_loopback_by_name_and_address(sink: Sink):
     port = sink.url.rsplit(":", 1)[1]
     async with guarded_client(EgressPolicy(), 5) as client:
         for url in (sink.url, f"http://localhost:{port}", f"http://[::ffff:127.0.0.1]:{port}"):
-            with pytest.raises(EgressDenied, match="egress.allow"):
+            with pytest.raises(EgressDenied, match=r"egress\.allow"):
                 await client.post(url, json={})
     assert sink.received == []
 

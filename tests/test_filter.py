@@ -460,3 +460,11 @@ def test_lookup_missing_is_a_sentinel_not_none():
     event = make_event()
     assert lookup(event, "data.nope") is not None
     assert lookup(event, "data.nope") is lookup(event, "data.tags.9")
+
+
+def test_if_sees_the_rule_being_checked():
+    event = make_event()
+    rule = make_rule({"if": "rule.name == 'deploy-prod'"}, name="deploy-prod")
+    assert explain(rule, event, TEMPLATES, context_for(event)) == MATCHED
+    other = make_rule({"if": "rule.name == 'deploy-prod'"}, name="deploy-dev")
+    assert not explain(other, event, TEMPLATES, context_for(event)).matched

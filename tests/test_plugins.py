@@ -32,7 +32,8 @@ class EchoParams(BaseModel):
 
 async def echo(params, context):
     context.log.info(f"echo attempt {context.attempt}")
-    return {"echo": params.text * params.times, "rule": context.rule, "key": context.idempotency_key}
+    output = {"echo": params.text * params.times, "rule": context.rule}
+    return {**output, "key": context.idempotency_key}
 
 
 def nap(params, context):
@@ -173,7 +174,10 @@ def _project(tmp_path: Path, plugin: str) -> Path:
 
 
 def test_misspelled_hook_fails_loudly(tmp_path: Path):
-    plugin = "from hookwise.hookspecs import hookimpl\n\n@hookimpl\ndef hookwise_action():\n    return []\n"
+    plugin = (
+        "from hookwise.hookspecs import hookimpl\n\n"
+        "@hookimpl\ndef hookwise_action():\n    return []\n"
+    )
     result = run_cli("check", cwd=_project(tmp_path, plugin))
     assert result.returncode == 1
     assert "hookwise_action" in result.stderr

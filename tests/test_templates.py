@@ -306,10 +306,20 @@ def test_several_env_references_and_templates_mix(templates):
 def test_env_reference_default_env_reads_environment(templates, monkeypatch):
     monkeypatch.setenv("HOOKWISE_TEST_VAR", "value-1")
     monkeypatch.delenv("HOOKWISE_TEST_UNSET", raising=False)
-    ctx = make_context()
+    event = make_context()["event"]
+    rule = {"name": "r", "env": ["HOOKWISE_TEST_VAR", "HOOKWISE_TEST_UNSET"]}
+    ctx = template_context(Event(**{**event, "received_at": 0.0}), rule)
     assert templates.render("${HOOKWISE_TEST_VAR}", ctx, "w") == "value-1"
     assert templates.render("[${HOOKWISE_TEST_UNSET}]", ctx, "w") == "[]"
     assert templates.render("${HOOKWISE_TEST_UNSET:-fallback}", ctx, "w") == "fallback"
+
+
+def test_templates_cannot_read_undeclared_environment(templates, monkeypatch):
+    monkeypatch.setenv("HOOKWISE_TEST_VAR", "value-1")
+    ctx = make_context()
+    for text in ("${HOOKWISE_TEST_VAR}", "{{ _env('HOOKWISE_TEST_VAR') }}"):
+        with pytest.raises(RenderError, match="not referenced as"):
+            templates.render(text, ctx, "w")
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,11 @@ class ActionSpec:
     description: str = ""
 
 
+def action_label(action_id: str | None, uses: str, step: int) -> str:
+    """How history and `steps` name an action: its `id`, else `uses#position` (from 1)."""
+    return action_id or f"{uses}#{step + 1}"
+
+
 class RunLog:
     """Log lines that land in the run's history, and in the process log too."""
 

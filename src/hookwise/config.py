@@ -51,7 +51,9 @@ class WorkerConfig(BaseModel):
         default=60.0, gt=0, description="How long a claimed run stays ours without renewal."
     )
     poll_interval: Duration = Field(default=1.0, gt=0, description="Safety-net polling period.")
-    action_timeout: Duration = Field(default=300.0, gt=0, description="Upper bound per attempt.")
+    action_timeout: Duration = Field(
+        default=300.0, gt=0, description="Per-attempt timeout for actions that set none."
+    )
 
 
 class Config(BaseModel):
@@ -78,6 +80,13 @@ class Config(BaseModel):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ValueError(f"expected host:port such as 127.0.0.1:8080, got {value!r}")
+        return value
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if not value.startswith("sqlite:///"):
+            raise ValueError(f"unsupported store {value.split(':')[0]!r}: use sqlite:///path/to/db")
         return value
 
     @property

@@ -24,4 +24,4 @@ def parse_duration(value: object) -> float:
     raise ValueError(f"expected a duration such as 30s, 10m, 2h or 1d, got {value!r}")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=str | float)]

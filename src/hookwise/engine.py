@@ -14,16 +14,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hookwise.actions import ActionSpec
+from hookwise.actions import ActionSpec, action_label
 from hookwise.config import BoundSource, Config
 from hookwise.errors import UnknownSource
 from hookwise.event import Event, Incoming, new_id, safe_headers
 from hookwise.matcher import RuleIndex, verdicts
 from hookwise.rules import ActionCall, Rule, referenced_env
-from hookwise.runner import action_label, template_context
+from hookwise.runner import template_context
 from hookwise.sources import Delivery
 from hookwise.store import AcceptResult, NewRun, Store
 from hookwise.templates import RenderError, Templates
+from hookwise.validation import summarize
 
 
 def dedupe_key(source: str, item: Incoming, body: bytes, position: int) -> str:
@@ -144,7 +145,7 @@ class Engine:
         previews = []
         earlier: dict[str, Any] = {}
         for step, call in enumerate(rule.actions):
-            label = action_label(call, step)
+            label = action_label(call.id, call.uses, step)
             context = {**context, "steps": {k: {"output": v} for k, v in earlier.items()}}
             previews.append(
                 {"action": label, "uses": call.uses, **self._render(rule, call, label, context)}
@@ -161,7 +162,8 @@ class Engine:
         except RenderError as exc:
             return {"error": str(exc)}
         except ValidationError as exc:
-            return {"params": rendered, "error": f"parameters invalid after rendering: {exc}"}
+            error = f"parameters invalid after rendering: {summarize(exc)}"
+            return {"params": rendered, "error": error}
         return {"params": rendered}
 
 

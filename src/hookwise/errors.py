@@ -40,7 +40,7 @@ class ConfigError(HookwiseError):
     """Raised with all problems at once, so a user fixes a file in one pass."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.col))
         super().__init__("\n".join(str(p) for p in problems))
 
 

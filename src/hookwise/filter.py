@@ -71,7 +71,8 @@ def check_criteria(
             return Verdict(False, f"exclude {path}: {_brief(value)} matches {glob!r}")
     if rule.when.if_ is not None:
         try:
-            result = templates.evaluate(rule.when.if_, context)
+            rule_vars = {"name": rule.name, "description": rule.description}
+            result = templates.evaluate(rule.when.if_, {**context, "rule": rule_vars})
         except RenderError as exc:
             return Verdict(False, f"if {rule.when.if_!r} could not be evaluated: {exc}")
         if not result:

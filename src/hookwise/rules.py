@@ -53,7 +53,10 @@ def _as_globs(value: Any) -> list[str]:
     return globs
 
 
-Globs = Annotated[list[str], BeforeValidator(_as_globs)]
+Scalar = str | int | float | bool
+Globs = Annotated[
+    list[str], BeforeValidator(_as_globs, json_schema_input_type=Scalar | list[Scalar])
+]
 
 
 class RetryPolicy(BaseModel):
@@ -73,7 +76,9 @@ class ActionCall(BaseModel):
     uses: str = Field(description="The action's name, e.g. http.post (see `hookwise plugins`).")
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    timeout: Duration | None = Field(default=None, description="Per attempt; default from config.")
+    timeout: Duration | None = Field(
+        default=None, gt=0, description="Per attempt; default: worker.action_timeout."
+    )
 
 
 class When(BaseModel):
@@ -167,7 +172,7 @@ class RuleLoader:
                 first_seen[rule.name] = rule.origin
                 rules.append(rule)
         if problems:
-            raise ConfigError(sorted(problems, key=lambda p: (p.file, p.line, p.col)))
+            raise ConfigError(problems)
         return rules
 
     def _parse(self, doc: Document, problems: list[Problem]) -> list[tuple[int, Rule]]:
@@ -231,7 +236,11 @@ class RuleLoader:
             spec.params.model_validate(params)
         except ValidationError as exc:
             # A templated value is checked after rendering; only literal mistakes count now.
-            real = [e for e in exc.errors() if not _templated(params, e["loc"])]
+            real = [
+                e
+                for e in exc.errors()
+                if e["type"] in ("extra_forbidden", "missing") or not _templated(params, e["loc"])
+            ]
             if real:
                 narrowed = ValidationError.from_exception_data(exc.title, real)  # type: ignore[arg-type]
                 return problems_from(narrowed, doc, spec.params, prefix=at)
@@ -250,8 +259,9 @@ class RuleLoader:
             problems.append(
                 doc.problem(path, f"{format_path(path)}: template does not compile: {exc.message}")
             )
-        for name, default in ENV_REF.findall(text):
-            if name not in os.environ and not default:
+        for ref in ENV_REF.finditer(text):
+            name, default = ref.group(1), ref.group(2)
+            if name not in os.environ and default is None:
                 problems.append(
                     doc.problem(
                         path,

@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from jinja2.exceptions import SecurityError
 from pydantic import ValidationError
 
-from hookwise.actions import ActionContext, ActionSpec, RunLog
+from hookwise.actions import ActionContext, ActionSpec, RunLog, action_label
 from hookwise.config import Config
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.event import Event
@@ -27,8 +28,11 @@ from hookwise.rules import ActionCall, RetryPolicy
 from hookwise.store import AttemptRecord, RunRecord, Store
 from hookwise.store.base import Progress
 from hookwise.templates import RenderError, Templates
+from hookwise.validation import summarize
 
 REDACTED = "***"
+# Retry-After is honoured, but a misbehaving server must not park a run for days.
+MAX_RETRY_AFTER = 3600.0
 
 
 @dataclass(frozen=True)
@@ -42,18 +46,25 @@ class Outcome:
 def template_context(
     event: Event, rule: dict[str, Any], outputs: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """What `with` templates and `if` see; `_env` expands `${VAR}` (see templates.py)."""
+    """What `with` templates and `if` see.
+
+    `_env` expands the rule's `${VAR}` references (see templates.py) and nothing else,
+    so a template cannot read an environment variable the rule did not declare.
+    """
+    declared = set(rule.get("env", ()))
+
+    def env(name: str, default: str | None = None) -> str:
+        if name not in declared:
+            raise SecurityError(f"environment variable {name} is not referenced as ${{{name}}}")
+        return os.environ.get(name, default or "")
+
     return {
         "event": event.as_dict(),
         "data": event.data,
         "rule": {"name": rule["name"], "description": rule.get("description", "")},
         "steps": {key: {"output": value} for key, value in (outputs or {}).items()},
-        "_env": lambda name, default=None: os.environ.get(name, default or ""),
+        "_env": env,
     }
-
-
-def action_label(call: ActionCall, step: int) -> str:
-    return call.id or f"{call.uses}#{step + 1}"
 
 
 def backoff(policy: RetryPolicy, attempt: int) -> float:
@@ -85,7 +96,8 @@ class Runner:
         secrets = [os.environ[n] for n in run.spec.get("env", []) if os.environ.get(n)]
         outputs, step, attempt = dict(run.outputs), run.step, run.attempt
         while step < len(calls):
-            call, label = calls[step], action_label(calls[step], step)
+            call = calls[step]
+            label = action_label(call.id, call.uses, step)
             number = attempt + 1
             if event is None or number > call.retry.attempts:
                 error = (
@@ -119,7 +131,11 @@ class Runner:
                 status = "running" if step < len(calls) else "succeeded"
                 progress = Progress(status, step, 0, outputs)
             elif outcome.status == "retry" and number < call.retry.attempts:
-                delay = outcome.delay if outcome.delay is not None else backoff(call.retry, number)
+                delay = (
+                    min(outcome.delay, MAX_RETRY_AFTER)
+                    if outcome.delay is not None
+                    else backoff(call.retry, number)
+                )
                 progress = Progress(
                     "retrying", step, number, outputs, record.error, time.time() + delay
                 )
@@ -161,7 +177,7 @@ class Runner:
         except RenderError as exc:
             return Outcome("dead", error=str(exc))
         except ValidationError as exc:
-            return Outcome("dead", error=f"parameters invalid after rendering: {_brief(exc)}")
+            return Outcome("dead", error=f"parameters invalid after rendering: {summarize(exc)}")
         except PermanentFailure as exc:
             return Outcome("dead", error=str(exc))
         except RetryLater as exc:
@@ -182,12 +198,6 @@ async def invoke(spec: ActionSpec, params: Any, context: ActionContext) -> Any:
     if inspect.iscoroutinefunction(spec.run):
         return await spec.run(params, context)
     return await asyncio.to_thread(spec.run, params, context)
-
-
-def _brief(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'with'}: {e['msg']}" for e in exc.errors()
-    )
 
 
 def _redact(value: Any, secrets: list[str]) -> Any:

@@ -18,6 +18,13 @@ def did_you_mean(name: object, choices: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def summarize(exc: ValidationError) -> str:
+    """One line for a run's history: `with.url: Input should be a valid string; ...`."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'with'}: {e['msg']}" for e in exc.errors()
+    )
+
+
 def problems_from(
     exc: ValidationError, doc: Document, model: type[BaseModel], prefix: Path = ()
 ) -> list[Problem]:

@@ -23,6 +23,8 @@ class ArtifactoryOptions(BaseModel):
 
     @model_validator(mode="after")
     def _needs_secret(self) -> ArtifactoryOptions:
+        if self.secret is not None and not self.secret.get_secret_value():
+            raise ValueError("secret is empty: is its environment variable set to a value?")
         if self.secret is None and not self.allow_unauthenticated:
             raise ValueError(
                 "no secret configured: set `secret: ${ENV_VAR}` to the webhook's secret token, "

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from hookwise.actions import action_label
 from hookwise.event import Event, iso_time
 
 ACTIVE = ("pending", "running", "retrying")
@@ -131,12 +132,12 @@ class Store(ABC):
 def run_view(run: RunRecord, attempts: list[AttemptRecord]) -> dict[str, Any]:
     """The API's shape of a run: summary fields first, then every attempt."""
     actions = run.spec["actions"]
-    current = actions[min(run.step, len(actions) - 1)]
+    step = min(run.step, len(actions) - 1)
     return {
         "id": run.id,
         "rule": run.rule,
         "status": run.status,
-        "action": current.get("id") or current["uses"],
+        "action": action_label(actions[step].get("id"), actions[step]["uses"], step),
         "attempts": run.attempts_total,
         "output": run.outputs,
         "error": run.error,

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hookwise.actions import action_label
 from hookwise.errors import StoreError
 from hookwise.event import Event
 from hookwise.store.base import (
@@ -409,7 +410,7 @@ def _record_lost_attempt(conn: sqlite3.Connection, record: RunRecord, now: float
         AttemptRecord(
             run_id=record.id,
             step=record.step,
-            action=action.get("id") or action["uses"],
+            action=action_label(action.get("id"), action["uses"], record.step),
             number=record.attempt + 1,
             started_at=record.updated_at,
             ended_at=now,

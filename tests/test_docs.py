@@ -1,0 +1,30 @@
+"""The docs keep up with the code: every hook's exact signature appears in docs/plugins.md."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+
+from hookwise import hookspecs
+
+DOCS = Path(__file__).parent.parent / "docs"
+HOOKS = [
+    function
+    for name, function in inspect.getmembers(hookspecs, inspect.isfunction)
+    if name.startswith("hookwise_")
+]
+
+
+@pytest.mark.parametrize("hook", HOOKS, ids=lambda hook: hook.__name__)
+def test_hook_signature_is_documented(hook):
+    signature = inspect.signature(hook)
+    parameters = ", ".join(f"{p.name}: {p.annotation}" for p in signature.parameters.values())
+    line = f"def {hook.__name__}({parameters}) -> {signature.return_annotation}:"
+    assert line in (DOCS / "plugins.md").read_text()
+
+
+@pytest.mark.parametrize("page", ["rules.md", "configuration.md", "plugins.md", "api.md"])
+def test_readme_links_every_doc_page(page):
+    assert f"(docs/{page})" in (DOCS.parent / "README.md").read_text()
