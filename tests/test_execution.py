@@ -35,7 +35,7 @@ rules:
           headers: {{X-Deploy-Token: "${{DEPLOY_TOKEN}}"}}
         retry: {retry}
       - uses: log
-        with: {{message: "sink answered {{{{ steps.notify.output.status }}}}"}}
+        with: {{message: "sink answered {{{{ steps.notify.output.status }}}} to ${{DEPLOY_TOKEN}}"}}
 """
 
 
@@ -65,9 +65,11 @@ def test_post_renders_templates_chains_steps_and_keeps_secrets_out(hookwise_fact
     run = runs[0]
     assert run["output"]["notify"]["status"] == 200
     assert run["output"]["notify"]["body"] == {"ok": True}
-    assert [line["message"] for line in run["log"]][-1] == "sink answered 200"
+    assert [line["message"] for line in run["log"]][-1] == "sink answered 200 to ***"
     assert [h["status"] for h in run["history"]] == ["succeeded", "succeeded"]
     assert "tok-123-secret" not in json.dumps(server.event(event_id))
+    assert any("sink answered 200 to ***" in line for line in server.log)
+    assert not any("tok-123-secret" in line for line in server.log)
 
 
 def test_5xx_is_retried_with_backoff_then_succeeds_with_one_idempotency_key(
@@ -130,6 +132,9 @@ def test_run_goes_dead_after_its_attempts(hookwise_factory, sink: Sink):
     assert all(h["action"] == "notify" for h in runs[0]["history"])
     listed = server.get("/api/events", params={"status": "failed"}).json()["events"]
     assert [e["id"] for e in listed] == [event_id]
+    logged = "\n".join(server.log)
+    assert "rule deploy-helloworld action notify attempt 1/3 failed, retrying in" in logged
+    assert "action notify attempt 3/3 failed, run is dead: POST" in logged
 
 
 def test_4xx_is_permanent_and_not_retried(hookwise_factory, sink: Sink):

@@ -165,7 +165,7 @@ def test_every_hook_has_a_test():
 
 
 def _project(tmp_path: Path, plugin: str) -> Path:
-    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins").mkdir(parents=True)
     (tmp_path / "plugins" / "bad.py").write_text(plugin)
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "r.yaml").write_text("rules: []\n")
@@ -210,3 +210,27 @@ def test_two_plugins_with_one_action_name_is_an_error(tmp_path: Path):
     )
     assert blocked.returncode == 0, blocked.stderr
     assert "hookwise.builtin.log_action" not in json.loads(blocked.stdout)["plugins"]
+
+
+def test_entry_point_plugins_are_loaded(tmp_path: Path):
+    # An installed distribution advertising `hookwise` entry points, as pip would leave it.
+    site = tmp_path / "site"
+    dist = site / "hookwise_shout-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hookwise-shout\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[hookwise]\nshout = hookwise_shout\n")
+    (site / "hookwise_shout.py").write_text(
+        "from hookwise.hookspecs import hookimpl\n\n"
+        "@hookimpl\ndef hookwise_prepare_jinja(env):\n    env.filters['shout'] = str.upper\n"
+    )
+    root = _project(tmp_path / "project", "")
+    (root / "rules" / "r.yaml").write_text(
+        "rules:\n  - name: r\n    when: {}\n    actions:\n      - uses: log\n"
+        "        with: {message: \"{{ 'hi' | shout }}\"}\n"
+    )
+    result = run_cli("plugins", "--json", cwd=root, env={"PYTHONPATH": str(site)})
+    assert "shout" in json.loads(result.stdout)["plugins"]
+    checked = run_cli("check", cwd=root, env={"PYTHONPATH": str(site)})
+    assert checked.returncode == 0, checked.stderr
+    without = run_cli("check", cwd=root)
+    assert "No filter named 'shout'" in without.stderr

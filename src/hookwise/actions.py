@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,19 +31,30 @@ class ActionSpec:
     description: str = ""
 
 
+def mask(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
 def action_label(action_id: str | None, uses: str, step: int) -> str:
     """How history and `steps` name an action: its `id`, else `uses#position` (from 1)."""
     return action_id or f"{uses}#{step + 1}"
 
 
 class RunLog:
-    """Log lines that land in the run's history, and in the process log too."""
+    """Log lines that land in the run's history, and in the process log too.
 
-    def __init__(self, prefix: str) -> None:
+    Values of the rule's `${VAR}` secrets are masked before either sees them.
+    """
+
+    def __init__(self, prefix: str, secrets: Sequence[str] = ()) -> None:
         self.prefix = prefix
+        self.secrets = secrets
         self.lines: list[dict[str, Any]] = []
 
     def _write(self, level: int, message: str) -> None:
+        message = mask(message, self.secrets)
         self.lines.append(
             {"at": time.time(), "level": logging.getLevelName(level).lower(), "message": message}
         )

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import inspect
 import json
+import logging
 import os
 import random
 import time
@@ -19,7 +20,7 @@ from typing import Any
 from jinja2.exceptions import SecurityError
 from pydantic import ValidationError
 
-from hookwise.actions import ActionContext, ActionSpec, RunLog, action_label
+from hookwise.actions import ActionContext, ActionSpec, RunLog, action_label, mask
 from hookwise.config import Config
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.event import Event
@@ -30,7 +31,7 @@ from hookwise.store.base import Progress
 from hookwise.templates import RenderError, Templates
 from hookwise.validation import summarize
 
-REDACTED = "***"
+log = logging.getLogger("hookwise.runner")
 # Retry-After is honoured, but a misbehaving server must not park a run for days.
 MAX_RETRY_AFTER = 3600.0
 
@@ -107,7 +108,7 @@ class Runner:
                 )
                 await self._finish(run, None, Progress("dead", step, attempt, outputs, error))
                 return
-            log = RunLog(f"{run.rule}/{label}")
+            log = RunLog(f"{run.rule}/{label}", secrets)
             started = time.time()
             outcome = await self._attempt(run, event, call, label, number, outputs, log)
             ended = time.time()
@@ -142,6 +143,7 @@ class Runner:
             else:
                 error = f"{label}: {record.error}"
                 progress = Progress("dead", step, number, outputs, error)
+            _log_outcome(run, label, number, call.retry.attempts, record.error, progress)
             if not await self._finish(run, record, progress) or progress.status != "running":
                 return
 
@@ -193,6 +195,17 @@ class Runner:
         return Outcome("succeeded", output=output)
 
 
+def _log_outcome(
+    run: RunRecord, label: str, number: int, attempts: int, error: str | None, progress: Progress
+) -> None:
+    where = f"run {run.id} rule {run.rule} action {label} attempt {number}/{attempts}"
+    if progress.status == "retrying":
+        wait = max(0.0, progress.next_attempt_at - time.time())
+        log.warning("%s failed, retrying in %.1fs: %s", where, wait, error)
+    elif progress.status == "dead":
+        log.error("%s failed, run is dead: %s", where, error)
+
+
 async def invoke(spec: ActionSpec, params: Any, context: ActionContext) -> Any:
     """Async actions are awaited; sync ones run in a thread so they never block the loop."""
     if inspect.iscoroutinefunction(spec.run):
@@ -201,9 +214,7 @@ async def invoke(spec: ActionSpec, params: Any, context: ActionContext) -> Any:
 
 
 def _redact(value: Any, secrets: list[str]) -> Any:
+    """Mask secrets anywhere in a JSON-able value, as they would appear once encoded."""
     if not secrets or value is None:
         return value
-    text = json.dumps(value)
-    for secret in secrets:
-        text = text.replace(json.dumps(secret)[1:-1], REDACTED)
-    return json.loads(text)
+    return json.loads(mask(json.dumps(value), [json.dumps(s)[1:-1] for s in secrets]))

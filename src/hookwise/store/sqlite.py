@@ -9,6 +9,7 @@ never waits on the disk.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import queue
 import sqlite3
@@ -33,6 +34,7 @@ from hookwise.store.base import (
 )
 
 T = TypeVar("T")
+R = TypeVar("R")
 MAX_BATCH = 512
 
 MIGRATIONS = [
@@ -439,48 +441,22 @@ def _insert_attempt(conn: sqlite3.Connection, attempt: AttemptRecord) -> None:
     )
 
 
+def _load(cls: type[R], row: sqlite3.Row, *json_columns: str) -> R:
+    """A record dataclass from a row: same names, JSON columns decoded."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = {key: row[key] for key in names.intersection(row.keys())}
+    for column in json_columns:
+        values[column] = json.loads(values[column]) if values[column] is not None else None
+    return cls(**values)
+
+
 def _event(row: sqlite3.Row) -> Event:
-    return Event(
-        id=row["id"],
-        source=row["source"],
-        kind=row["kind"],
-        domain=row["domain"],
-        event_type=row["event_type"],
-        delivery_id=row["delivery_id"],
-        received_at=row["received_at"],
-        data=json.loads(row["data"]),
-        headers=json.loads(row["headers"]),
-    )
+    return _load(Event, row, "data", "headers")
 
 
 def _run_record(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(
-        id=row["id"],
-        event_id=row["event_id"],
-        rule=row["rule"],
-        status=row["status"],
-        spec=json.loads(row["spec"]),
-        step=row["step"],
-        attempt=row["attempt"],
-        attempts_total=row["attempts_total"],
-        outputs=json.loads(row["outputs"]),
-        error=row["error"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        next_attempt_at=row["next_attempt_at"],
-    )
+    return _load(RunRecord, row, "spec", "outputs")
 
 
 def _attempt(row: sqlite3.Row) -> AttemptRecord:
-    return AttemptRecord(
-        run_id=row["run_id"],
-        step=row["step"],
-        action=row["action"],
-        number=row["number"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        status=row["status"],
-        output=json.loads(row["output"]) if row["output"] else None,
-        error=row["error"],
-        log=json.loads(row["log"]),
-    )
+    return _load(AttemptRecord, row, "output", "log")
