@@ -66,8 +66,9 @@ def test_events_accepted_before_a_kill_are_all_executed(hookwise_factory, sink: 
     assert delivered == {f"t{n}" for n in range(20)}
 
 
-def test_sigterm_stops_cleanly_and_pending_work_survives(hookwise_factory, sink: Sink):
-    server = hookwise_factory(RULES.format(url=sink.url), lease="2s")
+def test_sigterm_hands_running_work_back_for_an_immediate_retry(hookwise_factory, sink: Sink):
+    # A long lease: the run must come back because it was released, not because it expired.
+    server = hookwise_factory(RULES.format(url=sink.url), lease="5m")
     server.start()
     sink.script(Reply(delay=60))
     body = json.dumps({"domain": "docker", "event_type": "promoted", "data": {"tag": "term"}})
@@ -81,4 +82,6 @@ def test_sigterm_stops_cleanly_and_pending_work_survives(hookwise_factory, sink:
     sink.release.set()
     server.start()
     runs = server.wait_for_runs(event_id, {"succeeded"}, timeout=30)
-    assert runs[0]["status"] == "succeeded"
+    history = [(h["attempt"], h["status"]) for h in runs[0]["history"]]
+    assert history == [(1, "interrupted"), (1, "succeeded")]
+    assert len(sink.received) == 2

@@ -59,8 +59,9 @@ class Receiver:
             log.error("could not persist an event from %s: %s", name, exc)
             return self._reject(name, 503, "store_unavailable", "cannot store events right now")
         except Exception:
-            log.exception("source %r failed on a delivery; nothing was stored", name)
-            return self._reject(name, 500, "source_failed", "the source plugin failed; see the log")
+            log.exception("processing a delivery to /hooks/%s failed; nothing was stored", name)
+            message = "hookwise could not process this delivery; nothing was stored; see its log"
+            return self._reject(name, 500, "internal_error", message)
         for result in results:
             self.metrics.events_accepted.labels(name, str(result.duplicate).lower()).inc()
         answers = [{"event_id": r.event_id, "duplicate": r.duplicate} for r in results]

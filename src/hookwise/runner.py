@@ -110,7 +110,23 @@ class Runner:
                 return
             log = RunLog(f"{run.rule}/{label}", secrets)
             started = time.time()
-            outcome = await self._attempt(run, event, call, label, number, outputs, log)
+            try:
+                outcome = await self._attempt(run, event, call, label, number, outputs, log)
+            except asyncio.CancelledError:
+                # Shutting down: hand the run back at once instead of waiting for its lease.
+                interrupted = AttemptRecord(
+                    run.id,
+                    step,
+                    label,
+                    number,
+                    started,
+                    time.time(),
+                    "interrupted",
+                    error="hookwise stopped during this attempt; it will be retried",
+                )
+                progress = Progress("retrying", step, attempt, outputs, interrupted.error)
+                await asyncio.shield(self._finish(run, interrupted, progress))
+                raise
             ended = time.time()
             self.metrics.action_duration.labels(call.uses).observe(ended - started)
             self.metrics.action_attempts.labels(call.uses, outcome.status).inc()

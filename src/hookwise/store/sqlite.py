@@ -160,7 +160,10 @@ class _Writer(threading.Thread):
                 except Exception as exc:
                     self.conn.execute("ROLLBACK TO job")
                     self.conn.execute("RELEASE job")
-                    outcomes.append((False, exc))
+                    failure = (
+                        StoreError(f"sqlite: {exc}") if isinstance(exc, sqlite3.Error) else exc
+                    )
+                    outcomes.append((False, failure))
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if self.conn.in_transaction:
