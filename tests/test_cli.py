@@ -323,7 +323,13 @@ def test_plugins_lists_actions_and_sources_with_schemas(tmp_path: Path):
     assert set(report["actions"]) == {"log", "http.post"}
     assert report["actions"]["http.post"]["params"]["required"] == ["url"]
     assert "json" in report["actions"]["http.post"]["params"]["properties"]
-    assert set(report["sources"]) == {"artifactory"}
+    assert set(report["sources"]) == {
+        "artifactory",
+        "harbor",
+        "cloudevents",
+        "standard-webhooks",
+        "generic",
+    }
     assert "hookwise.builtin.artifactory" in report["plugins"]
 
 

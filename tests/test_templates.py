@@ -308,7 +308,8 @@ def test_env_reference_default_env_reads_environment(templates, monkeypatch):
     monkeypatch.delenv("HOOKWISE_TEST_UNSET", raising=False)
     event = make_context()["event"]
     rule = {"name": "r", "env": ["HOOKWISE_TEST_VAR", "HOOKWISE_TEST_UNSET"]}
-    ctx = template_context(Event(**{**event, "received_at": 0.0}), rule)
+    fields = {k: v for k, v in event.items() if k != "artifact"}
+    ctx = template_context(Event(**{**fields, "received_at": 0.0}), rule)
     assert templates.render("${HOOKWISE_TEST_VAR}", ctx, "w") == "value-1"
     assert templates.render("[${HOOKWISE_TEST_UNSET}]", ctx, "w") == "[]"
     assert templates.render("${HOOKWISE_TEST_UNSET:-fallback}", ctx, "w") == "fallback"

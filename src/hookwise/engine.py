@@ -83,6 +83,7 @@ class Engine:
                     received_at=now,
                     data=item.data,
                     headers=headers,
+                    artifacts=item.artifacts,
                 ),
             )
             for item in bound.kind.normalize(delivery, bound.options)
@@ -126,7 +127,6 @@ class Engine:
         for _, event in self.normalize(name, delivery):
             event_dict = event.as_dict()
             base = template_context(event, {"name": "", "description": ""})
-            base["_env"] = lambda var, default=None: f"${{{var}}}"  # never expand secrets here
             rules = []
             for rule, verdict in verdicts(self.rules, event_dict, self.templates, base):
                 entry: dict[str, Any] = {
@@ -136,7 +136,8 @@ class Engine:
                     "reason": verdict.reason,
                 }
                 if verdict.matched:
-                    entry["actions"] = self._preview(rule, _with_rule(base, rule))
+                    context = template_context(event, snapshot(rule), reveal=False)
+                    entry["actions"] = self._preview(rule, context)
                 rules.append(entry)
             report["events"].append({"event": event_dict, "rules": rules})
         return report
@@ -165,10 +166,6 @@ class Engine:
             error = f"parameters invalid after rendering: {summarize(exc)}"
             return {"params": rendered, "error": error}
         return {"params": rendered}
-
-
-def _with_rule(context: dict[str, Any], rule: Rule) -> dict[str, Any]:
-    return {**context, "rule": {"name": rule.name, "description": rule.description}}
 
 
 class _Pending:

@@ -36,6 +36,7 @@ class Incoming:
     data: Any
     delivery_id: str | None = None
     dedupe_key: str | None = None
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,13 @@ class Event:
     received_at: float
     data: Any
     headers: dict[str, str] = field(default_factory=dict)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready, with `received_at` as an ISO 8601 UTC timestamp people can read."""
+        """JSON-ready: `received_at` in ISO 8601 UTC, and `artifact`, the first of `artifacts`."""
         out = asdict(self)
         out["received_at"] = iso_time(self.received_at)
+        out["artifact"] = self.artifacts[0] if self.artifacts else None
         return out
 
 

@@ -27,6 +27,10 @@ DEFAULT_PLUGINS = (
     "hookwise.builtin.log_action",
     "hookwise.builtin.http_post",
     "hookwise.builtin.artifactory",
+    "hookwise.builtin.harbor",
+    "hookwise.builtin.cloudevents",
+    "hookwise.builtin.standard_webhooks",
+    "hookwise.builtin.generic",
 )
 # Comma-separated plugin names to leave unregistered, e.g. to replace a built-in.
 BLOCK_ENV = "HOOKWISE_BLOCK_PLUGINS"

@@ -45,23 +45,31 @@ class Outcome:
 
 
 def template_context(
-    event: Event, rule: dict[str, Any], outputs: dict[str, Any] | None = None
+    event: Event,
+    rule: dict[str, Any],
+    outputs: dict[str, Any] | None = None,
+    *,
+    reveal: bool = True,
 ) -> dict[str, Any]:
     """What `with` templates and `if` see.
 
     `_env` expands the rule's `${VAR}` references (see templates.py) and nothing else,
-    so a template cannot read an environment variable the rule did not declare.
+    so a template cannot read an environment variable the rule did not declare. With
+    `reveal=False` (the dry run) references render as `${VAR}`, never as their values.
     """
     declared = set(rule.get("env", ()))
 
     def env(name: str, default: str | None = None) -> str:
         if name not in declared:
             raise SecurityError(f"environment variable {name} is not referenced as ${{{name}}}")
-        return os.environ.get(name, default or "")
+        return os.environ.get(name, default or "") if reveal else f"${{{name}}}"
 
+    event_dict = event.as_dict()
     return {
-        "event": event.as_dict(),
+        "event": event_dict,
         "data": event.data,
+        "artifact": event_dict["artifact"],
+        "artifacts": event.artifacts,
         "rule": {"name": rule["name"], "description": rule.get("description", "")},
         "steps": {key: {"output": value} for key, value in (outputs or {}).items()},
         "_env": env,

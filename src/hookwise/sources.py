@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hookwise.errors import PayloadError
 from hookwise.event import Incoming
@@ -25,10 +26,7 @@ class Delivery:
 
     def json(self) -> Any:
         """Parse the body; call only after `verify` has passed."""
-        try:
-            return json.loads(self.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PayloadError(f"body is not valid JSON: {exc}") from exc
+        return parse_json(self.body)
 
 
 @dataclass(frozen=True)
@@ -55,3 +53,55 @@ def require_str(payload: Mapping[str, Any], *names: str) -> str:
             return value
     wanted = " or ".join(repr(n) for n in names)
     raise PayloadError(f"event is missing {wanted} (a non-empty string)")
+
+
+def parse_json(raw: bytes, what: str = "body") -> Any:
+    """JSON from raw bytes, every way it can fail turned into a PayloadError (400)."""
+    try:
+        return json.loads(raw)
+    except RecursionError as exc:
+        raise PayloadError(f"{what} is nested too deeply to be an event") from exc
+    except ValueError as exc:  # also bad UTF-8 and integers too long to convert
+        raise PayloadError(f"{what} is not valid JSON: {exc}") from exc
+
+
+class TypeRule(BaseModel):
+    """How an event's `type` string splits into a domain and an event type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type_prefix: str = Field(
+        default="",
+        description="Removed from the start of `type` first, when there: with `com.example.`, "
+        "`com.example.image.pushed` reads as `image.pushed`.",
+    )
+    type_pattern: re.Pattern[str] | None = Field(
+        default=None,
+        description="Regex with named groups `domain` and `event_type` that must match the "
+        "whole (prefix-stripped) type, e.g. `(?P<domain>[^.]+)\\.(?P<event_type>.+)`. Default: "
+        "the last dot-separated segment is the event type and the one before it the domain; "
+        "a type without dots is both.",
+    )
+
+    @field_validator("type_pattern")
+    @classmethod
+    def _named_groups(cls, pattern: re.Pattern[str] | None) -> re.Pattern[str] | None:
+        if pattern is not None and not {"domain", "event_type"} <= set(pattern.groupindex):
+            raise ValueError("type_pattern needs groups (?P<domain>...) and (?P<event_type>...)")
+        return pattern
+
+    def split(self, event_type: str) -> tuple[str, str]:
+        rest = event_type.removeprefix(self.type_prefix)
+        if self.type_pattern is not None:
+            match = self.type_pattern.fullmatch(rest)
+            if match is None or not match["domain"] or not match["event_type"]:
+                raise PayloadError(
+                    f"type {event_type!r} does not match this source's type_pattern "
+                    f"{self.type_pattern.pattern!r}"
+                )
+            return match["domain"], match["event_type"]
+        parts = rest.split(".")
+        domain, name = (parts[-2], parts[-1]) if len(parts) > 1 else (rest, rest)
+        if not domain or not name:
+            raise PayloadError(f"type {event_type!r} does not read as <domain>.<event_type>")
+        return domain, name

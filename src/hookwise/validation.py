@@ -21,8 +21,13 @@ def did_you_mean(name: object, choices: Iterable[str]) -> str:
 def summarize(exc: ValidationError) -> str:
     """One line for a run's history: `with.url: Input should be a valid string; ...`."""
     return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'with'}: {e['msg']}" for e in exc.errors()
+        f"{'.'.join(str(p) for p in e['loc']) or 'with'}: {_message(e['msg'])}"
+        for e in exc.errors()
     )
+
+
+def _message(text: str) -> str:
+    return text.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
 def problems_from(
@@ -46,7 +51,7 @@ def problems_from(
         elif kind == "missing":
             problems.append(doc.problem(path[:-1], f"{where}: required key is missing"))
         else:
-            message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+            message = _message(error["msg"])
             got = error.get("input")
             detail = (
                 f", got {got!r}" if kind.endswith("_type") and not isinstance(got, dict) else ""

@@ -40,7 +40,7 @@ class Worker:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop claiming, let running actions finish for `grace` seconds, then cancel them.
 
-        A cancelled run keeps its lease and is taken up again when the lease expires.
+        A cancelled run records its attempt as `interrupted` and is due again at once.
         """
         for task in self._tasks:
             task.cancel()

@@ -1,15 +1,22 @@
-"""The JFrog Artifactory source: `X-JFrog-Event-Auth` token, `{domain, event_type, data}`."""
+"""The JFrog Artifactory source.
+
+Artifactory puts its webhook secret in `X-JFrog-Event-Auth`: either the secret itself,
+or, with "Use secret for payload signing", the hex HMAC-SHA256 of the body (`signed: true`).
+The envelope is `{domain, event_type, data, ...}`; release-bundle, distribution and
+destination events name their domain `destination`.
+"""
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
+from hookwise.artifacts import artifact, host_of, sha256_digest
 from hookwise.errors import PayloadError, VerificationError
 from hookwise.event import Incoming
 from hookwise.hookspecs import hookimpl
+from hookwise.signatures import not_empty, same, sign
 from hookwise.sources import Delivery, SourceKind, require_str
 
 AUTH_HEADER = "X-JFrog-Event-Auth"
@@ -19,12 +26,12 @@ class ArtifactoryOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     secret: SecretStr | None = None
+    signed: bool = False
     allow_unauthenticated: bool = False
 
     @model_validator(mode="after")
     def _needs_secret(self) -> ArtifactoryOptions:
-        if self.secret is not None and not self.secret.get_secret_value():
-            raise ValueError("secret is empty: is its environment variable set to a value?")
+        not_empty(self.secret, "secret")
         if self.secret is None and not self.allow_unauthenticated:
             raise ValueError(
                 "no secret configured: set `secret: ${ENV_VAR}` to the webhook's secret token, "
@@ -39,7 +46,13 @@ def verify(delivery: Delivery, options: ArtifactoryOptions) -> None:
     sent = delivery.header(AUTH_HEADER)
     if sent is None:
         raise VerificationError(f"missing {AUTH_HEADER} header")
-    if not hmac.compare_digest(sent.encode(), options.secret.get_secret_value().encode()):
+    secret = options.secret.get_secret_value()
+    if options.signed:
+        if not same(sent.strip().lower(), sign(secret.encode(), delivery.body)):
+            raise VerificationError(
+                f"{AUTH_HEADER} is not the HMAC-SHA256 of this body with the configured secret"
+            )
+    elif not same(sent, secret):
         raise VerificationError(f"{AUTH_HEADER} does not match the configured secret")
 
 
@@ -53,7 +66,26 @@ def normalize(delivery: Delivery, options: ArtifactoryOptions) -> list[Incoming]
     data: Any = payload.get("data")
     if not isinstance(data, dict):
         raise PayloadError("event is missing 'data' (an object with the event's details)")
-    return [Incoming(domain=domain, event_type=event_type, data=data)]
+    origin = payload.get("jpd_origin") if isinstance(payload.get("jpd_origin"), str) else None
+    found = [artifact_of(data, origin)] if "repo_key" in data else []
+    return [Incoming(domain=domain, event_type=event_type, data=data, artifacts=found)]
+
+
+def artifact_of(data: dict[str, Any], origin: str | None) -> dict[str, Any]:
+    """Artifact and Docker events describe one file in one repository."""
+    repo, path = data.get("repo_key"), data.get("path")
+    url = f"{origin.rstrip('/')}/{repo}/{path}" if origin and repo and path else None
+    return artifact(
+        registry=host_of(origin),
+        repository=repo,
+        path=path,
+        name=data.get("name"),
+        image=data.get("image_name"),
+        tag=data.get("tag"),
+        digest=sha256_digest(data.get("sha256")),
+        size=data.get("size"),
+        url=url,
+    )
 
 
 @hookimpl
@@ -64,6 +96,6 @@ def hookwise_sources() -> list[SourceKind]:
             options=ArtifactoryOptions,
             verify=verify,
             normalize=normalize,
-            description="JFrog Artifactory webhooks, authenticated by X-JFrog-Event-Auth.",
+            description="JFrog Artifactory: X-JFrog-Event-Auth token or HMAC-SHA256 signature.",
         )
     ]

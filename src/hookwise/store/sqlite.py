@@ -90,6 +90,9 @@ MIGRATIONS = [
     );
     CREATE INDEX attempts_run ON attempts (run_id);
     """,
+    """
+    ALTER TABLE events ADD COLUMN artifacts TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 
 _RUN_COLUMNS = (
@@ -229,7 +232,8 @@ class SQLiteStore(Store):
             if seen:
                 return AcceptResult(seen["event_id"], duplicate=True)
             conn.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events (id, source, kind, domain, event_type, delivery_id, "
+                "received_at, data, headers, artifacts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     event.id,
                     event.source,
@@ -240,6 +244,7 @@ class SQLiteStore(Store):
                     event.received_at,
                     json.dumps(event.data),
                     json.dumps(event.headers),
+                    json.dumps(event.artifacts),
                 ),
             )
             conn.execute(
@@ -454,7 +459,7 @@ def _load(cls: type[R], row: sqlite3.Row, *json_columns: str) -> R:
 
 
 def _event(row: sqlite3.Row) -> Event:
-    return _load(Event, row, "data", "headers")
+    return _load(Event, row, "data", "headers", "artifacts")
 
 
 def _run_record(row: sqlite3.Row) -> RunRecord:
