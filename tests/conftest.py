@@ -200,6 +200,20 @@ class Hookwise:
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", timeout=10, **kwargs)
 
+    def stored(self, source: str) -> list[dict[str, Any]]:
+        """The newest stored events of one source."""
+        params = {"source": source, "limit": 1000}
+        return self.get("/api/events", params=params).json()["events"]
+
+    def refused(self, body: bytes, headers: dict[str, str], source: str) -> dict[str, Any]:
+        """Post a delivery that must be refused; check nothing was stored and the server lives."""
+        before = len(self.stored(source))
+        response = self.post(body, source=source, headers=headers)
+        assert 400 <= response.status_code < 500, response.text
+        assert len(self.stored(source)) == before
+        assert self.get("/healthz").status_code == 200
+        return {"status": response.status_code, **response.json()}
+
     def event(self, event_id: str) -> dict[str, Any]:
         response = self.get(f"/api/events/{event_id}")
         assert response.status_code == 200, response.text
@@ -256,6 +270,16 @@ def hookwise_factory(tmp_path: Path) -> Iterator[Callable[..., Hookwise]]:
     yield make
     for instance in started:
         instance.stop()
+
+
+def project(
+    root: Path, rules: str = "rules: []\n", *, extra: str = "", config: str | None = None
+) -> Path:
+    """A folder with hookwise.yaml and rules/main.yaml, for CLI tests."""
+    (root / "rules").mkdir(exist_ok=True)
+    (root / "rules" / "main.yaml").write_text(rules)
+    (root / "hookwise.yaml").write_text(config or CONFIG.format(lease="30s", extra=extra))
+    return root
 
 
 def run_cli(

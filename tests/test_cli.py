@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONFIG, FIXTURES, SECRET, Hookwise, run_cli
+from tests.conftest import FIXTURES, SECRET, Hookwise, project, run_cli
 
 THREE_MISTAKES = """\
 rules:
@@ -54,13 +54,6 @@ rules:
       - uses: log
         with: {message: "build"}
 """
-
-
-def project(tmp_path: Path, rules: str, config: str | None = None) -> Path:
-    (tmp_path / "rules").mkdir(exist_ok=True)
-    (tmp_path / "rules" / "main.yaml").write_text(rules)
-    (tmp_path / "hookwise.yaml").write_text(config or CONFIG.format(lease="30s", extra=""))
-    return tmp_path
 
 
 def test_check_reports_three_mistakes_with_their_lines(tmp_path: Path):

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from hookwise.event import Event
-from hookwise.filter import MATCHED, Verdict, check_criteria, check_dimensions, explain, lookup
+from hookwise.filter import MATCHED, Verdict, check_criteria, check_dimensions, explain
+from hookwise.paths import lookup
 from hookwise.rules import Rule
 from hookwise.runner import template_context
 from hookwise.templates import make_environment

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import CONFIG, FIXTURES, Hookwise, run_cli
+from tests.conftest import FIXTURES, Hookwise, project, run_cli
 
 TOKEN = "ce-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -71,18 +71,11 @@ def binary_headers(**changes: str | None) -> dict[str, str]:
 
 
 def stored(server: Hookwise, source: str = "ce") -> list[dict[str, Any]]:
-    params = {"source": source, "limit": 1000}
-    return server.get("/api/events", params=params).json()["events"]
+    return server.stored(source)
 
 
 def refused(server: Hookwise, body: bytes, headers: dict[str, str], source: str = "ce") -> dict:
-    """Post a delivery that must be refused; check nothing was stored and the server lives."""
-    before = len(stored(server, source))
-    response = server.post(body, source=source, headers=headers)
-    assert 400 <= response.status_code < 500, response.text
-    assert len(stored(server, source)) == before
-    assert server.get("/healthz").status_code == 200
-    return {"status": response.status_code, **response.json()}
+    return server.refused(body, headers, source)
 
 
 def test_binary_mode_event_is_normalized_and_runs_rules(server: Hookwise):
@@ -289,9 +282,7 @@ def test_unauthenticated_source_needs_no_token(server: Hookwise):
 
 
 def test_dry_run_of_a_binary_mode_event(tmp_path: Path):
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "main.yaml").write_text(RULES)
-    (tmp_path / "hookwise.yaml").write_text(CONFIG.format(lease="30s", extra=EXTRA))
+    project(tmp_path, RULES, extra=EXTRA)
     headers = [f"--header={name}:{value}" for name, value in {**BINARY_HEADERS, **AUTH}.items()]
     data = str(FIXTURES / "cloudevents/binary.data.json")
     args = ["test", "--source", "ce", data, *headers, "--json"]
@@ -319,10 +310,7 @@ def test_dry_run_of_a_binary_mode_event(tmp_path: Path):
     ],
 )
 def test_bad_options_are_reported_by_check(tmp_path: Path, options: str, message: str):
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "main.yaml").write_text("rules: []\n")
     extra = f"  ce:\n    kind: cloudevents\n{options}"
-    (tmp_path / "hookwise.yaml").write_text(CONFIG.format(lease="30s", extra=extra))
-    result = run_cli("check", cwd=tmp_path)
+    result = run_cli("check", cwd=project(tmp_path, extra=extra))
     assert result.returncode == 1
     assert message in result.stderr

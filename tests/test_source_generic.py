@@ -8,11 +8,10 @@ import hmac
 import json
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import CONFIG, FIXTURES, Hookwise, run_cli
+from tests.conftest import FIXTURES, Hookwise, project, run_cli
 
 GITHUB_SECRET = "github webhook secret"
 INHOUSE_SECRET = "in-house signing secret"
@@ -88,21 +87,6 @@ def github(body: bytes, event: str = "push", secret: str = GITHUB_SECRET, **extr
 def inhouse(body: bytes, secret: str = INHOUSE_SECRET) -> dict[str, str]:
     digest = hmac.new(secret.encode(), body, hashlib.sha512).digest()
     return {"X-Signature": base64.b64encode(digest).decode()}
-
-
-def stored(server: Hookwise, source: str) -> list[dict[str, Any]]:
-    params = {"source": source, "limit": 1000}
-    return server.get("/api/events", params=params).json()["events"]
-
-
-def refused(server: Hookwise, body: bytes, headers: dict[str, str], source: str) -> dict:
-    """Post a delivery that must be refused; check nothing was stored and the server lives."""
-    before = len(stored(server, source))
-    response = server.post(body, source=source, headers=headers)
-    assert 400 <= response.status_code < 500, response.text
-    assert len(stored(server, source)) == before
-    assert server.get("/healthz").status_code == 200
-    return {"status": response.status_code, **response.json()}
 
 
 def test_github_push_is_normalized_and_runs_rules(server: Hookwise):
@@ -185,7 +169,7 @@ def test_defaults_and_bare_token(server: Hookwise, payload, domain: str, event_t
 )
 def test_bad_credentials_are_401(server: Hookwise, source: str, headers, message: str):
     body = PUSH if source != "inhouse" else DEPLOY
-    answer = refused(server, body, headers(), source)
+    answer = server.refused(body, headers(), source)
     assert (answer["status"], answer["reason"]) == (401, "unauthorized")
     assert message in answer["error"]
 
@@ -207,7 +191,7 @@ NESTED = b"[" * 100_000 + b"]" * 100_000
 )
 def test_signed_but_unusable_github_body_is_400(server: Hookwise, body: bytes, extra, message):
     headers = github(body, **extra)
-    answer = refused(server, body, {k: v for k, v in headers.items() if v}, "github")
+    answer = server.refused(body, {k: v for k, v in headers.items() if v}, "github")
     assert (answer["status"], answer["reason"]) == (400, "bad_payload")
     assert message in answer["error"]
 
@@ -222,14 +206,14 @@ def test_signed_but_unusable_github_body_is_400(server: Hookwise, body: bytes, e
 )
 def test_missing_configured_paths_are_400(server: Hookwise, payload, message: str):
     body = json.dumps(payload).encode()
-    answer = refused(server, body, inhouse(body), "inhouse")
+    answer = server.refused(body, inhouse(body), "inhouse")
     assert answer["status"] == 400
     assert message in answer["error"]
 
 
 def test_huge_body_is_413(server: Hookwise):
     body = json.dumps({"padding": "x" * 300_000}).encode()
-    answer = refused(server, body, github(body), "github")
+    answer = server.refused(body, github(body), "github")
     assert (answer["status"], answer["reason"]) == (413, "too_large")
 
 
@@ -245,10 +229,7 @@ def test_huge_body_is_413(server: Hookwise):
     ],
 )
 def test_bad_options_are_reported_by_check(tmp_path: Path, options: str, message: str):
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "main.yaml").write_text("rules: []\n")
     extra = f"  gen:\n    kind: generic\n{options}"
-    (tmp_path / "hookwise.yaml").write_text(CONFIG.format(lease="30s", extra=extra))
-    result = run_cli("check", cwd=tmp_path)
+    result = run_cli("check", cwd=project(tmp_path, extra=extra))
     assert result.returncode == 1
     assert message in result.stderr

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CONFIG, FIXTURES, Hookwise, run_cli
+from tests.conftest import FIXTURES, Hookwise, project, run_cli
 
 KEY = b"hookwise test key: 24 bytes+"
 SECRET = "whsec_" + base64.b64encode(KEY).decode()
@@ -77,19 +77,12 @@ def signed(
     }
 
 
-def stored(server: Hookwise, source: str) -> list[dict[str, Any]]:
-    params = {"source": source, "limit": 1000}
-    return server.get("/api/events", params=params).json()["events"]
+def stored(server: Hookwise, source: str = "sw") -> list[dict[str, Any]]:
+    return server.stored(source)
 
 
 def refused(server: Hookwise, body: bytes, headers: dict[str, str], source: str = "sw") -> dict:
-    """Post a delivery that must be refused; check nothing was stored and the server lives."""
-    before = len(stored(server, source))
-    response = server.post(body, source=source, headers=headers)
-    assert 400 <= response.status_code < 500, response.text
-    assert len(stored(server, source)) == before
-    assert server.get("/healthz").status_code == 200
-    return {"status": response.status_code, **response.json()}
+    return server.refused(body, headers, source)
 
 
 def test_signed_event_is_normalized_and_runs_rules(server: Hookwise):
@@ -227,10 +220,7 @@ def test_huge_body_is_413(server: Hookwise):
     ],
 )
 def test_bad_options_are_reported_by_check(tmp_path: Path, options: str, message: str):
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "main.yaml").write_text("rules: []\n")
     extra = f"  sw:\n    kind: standard-webhooks\n{options}"
-    (tmp_path / "hookwise.yaml").write_text(CONFIG.format(lease="30s", extra=extra))
-    result = run_cli("check", cwd=tmp_path)
+    result = run_cli("check", cwd=project(tmp_path, extra=extra))
     assert result.returncode == 1
     assert message in result.stderr

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hookwise.globs import glob_match
+from hookwise.paths import MISSING, lookup
 from hookwise.rules import Rule, as_text
 from hookwise.templates import RenderError, Templates
-
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -19,19 +18,6 @@ class Verdict:
 
 
 MATCHED = Verdict(True, "matched")
-
-
-def lookup(root: Any, dotted: str) -> Any:
-    """Follow `a.b.0.c` through objects and lists; `_MISSING` when any step is absent."""
-    current = root
-    for part in dotted.split("."):
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
-            current = current[int(part)]
-        else:
-            return _MISSING
-    return current
 
 
 def _matching_glob(value: Any, globs: list[str]) -> str | None:
@@ -61,13 +47,13 @@ def check_criteria(
     """`match`, then `exclude`, then `if`: cheapest first, and the reason names the key."""
     for path, globs in rule.when.match.items():
         value = lookup(event, path)
-        if value is _MISSING:
+        if value is MISSING:
             return Verdict(False, f"match {path}: the event has no {path}")
         if _matching_glob(value, globs) is None:
             return Verdict(False, f"match {path}: {_brief(value)} does not match {_show(globs)}")
     for path, globs in rule.when.exclude.items():
         value = lookup(event, path)
-        if value is not _MISSING and (glob := _matching_glob(value, globs)) is not None:
+        if value is not MISSING and (glob := _matching_glob(value, globs)) is not None:
             return Verdict(False, f"exclude {path}: {_brief(value)} matches {glob!r}")
     if rule.when.if_ is not None:
         try:

@@ -36,6 +36,18 @@ def sign(
     return digest.hex() if encoding == "hex" else base64.b64encode(digest).decode()
 
 
+def require_credential(
+    value: SecretStr | None, name: str, allow_unauthenticated: bool, what: str
+) -> None:
+    """Every source's rule: a non-empty credential, or an explicit opt-out. `what` explains it."""
+    not_empty(value, name)
+    if value is None and not allow_unauthenticated:
+        raise ValueError(
+            f"no {name} configured: set `{name}: ${{ENV_VAR}}` to {what}, "
+            "or `allow_unauthenticated: true` to accept anyone's events"
+        )
+
+
 def not_empty(secret: SecretStr | None, name: str) -> None:
     if secret is not None and not secret.get_secret_value():
         raise ValueError(f"{name} is empty: is its environment variable set to a value?")

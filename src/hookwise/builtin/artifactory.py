@@ -16,7 +16,7 @@ from hookwise.artifacts import artifact, host_of, sha256_digest
 from hookwise.errors import PayloadError, VerificationError
 from hookwise.event import Incoming
 from hookwise.hookspecs import hookimpl
-from hookwise.signatures import not_empty, same, sign
+from hookwise.signatures import require_credential, same, sign
 from hookwise.sources import Delivery, SourceKind, require_str
 
 AUTH_HEADER = "X-JFrog-Event-Auth"
@@ -31,12 +31,9 @@ class ArtifactoryOptions(BaseModel):
 
     @model_validator(mode="after")
     def _needs_secret(self) -> ArtifactoryOptions:
-        not_empty(self.secret, "secret")
-        if self.secret is None and not self.allow_unauthenticated:
-            raise ValueError(
-                "no secret configured: set `secret: ${ENV_VAR}` to the webhook's secret token, "
-                "or `allow_unauthenticated: true` to accept anyone's events"
-            )
+        require_credential(
+            self.secret, "secret", self.allow_unauthenticated, "the webhook's secret token"
+        )
         return self
 
 

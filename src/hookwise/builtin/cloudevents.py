@@ -29,7 +29,7 @@ from pydantic import Field, model_validator
 from hookwise.errors import PayloadError
 from hookwise.event import Incoming
 from hookwise.hookspecs import hookimpl
-from hookwise.signatures import TokenAuth, check_token, not_empty
+from hookwise.signatures import TokenAuth, check_token, require_credential
 from hookwise.sources import Delivery, SourceKind, TypeRule, parse_json
 
 STRUCTURED = "application/cloudevents+json"
@@ -46,12 +46,12 @@ class CloudEventsOptions(TypeRule, TokenAuth):
 
     @model_validator(mode="after")
     def _needs_token(self) -> CloudEventsOptions:
-        not_empty(self.token, "token")
-        if self.token is None and not self.allow_unauthenticated:
-            raise ValueError(
-                "no token configured: set `token: ${ENV_VAR}` (sent as `Authorization: Bearer "
-                "<token>`; see `header` and `scheme`), or `allow_unauthenticated: true`"
-            )
+        require_credential(
+            self.token,
+            "token",
+            self.allow_unauthenticated,
+            "the token senders put in `Authorization: Bearer <token>` (see `header`, `scheme`)",
+        )
         return self
 
 

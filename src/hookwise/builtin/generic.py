@@ -24,10 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from hookwise.errors import PayloadError, VerificationError
 from hookwise.event import Incoming
 from hookwise.hookspecs import hookimpl
+from hookwise.paths import MISSING, lookup
 from hookwise.signatures import Algorithm, Encoding, TokenAuth, check_token, not_empty, same, sign
 from hookwise.sources import Delivery, SourceKind, parse_json
-
-_MISSING = object()
 
 
 class Locate(BaseModel):
@@ -66,7 +65,7 @@ class Locate(BaseModel):
             found = str(found)
         if isinstance(found, str) and found:
             return found
-        if found not in (None, "", _MISSING):
+        if found not in (None, "", MISSING):
             raise PayloadError(f"{name}: {where} is a {type(found).__name__}, not a string")
         if self.default is not None:
             return self.default
@@ -74,19 +73,6 @@ class Locate(BaseModel):
             f"{name}: the delivery has no {where}; send it, or give this source's "
             f"`{name}` a `default`"
         )
-
-
-def lookup(body: Any, path: str) -> Any:
-    """`a.b.0.c` into nested objects and lists; `_MISSING` where the path leads nowhere."""
-    current = body
-    for part in path.split("."):
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
-            current = current[int(part)]
-        else:
-            return _MISSING
-    return current
 
 
 class Hmac(BaseModel):
@@ -163,7 +149,7 @@ def normalize(delivery: Delivery, options: GenericOptions) -> list[Incoming]:
     data = body
     if options.data is not None:
         data = lookup(body, options.data)
-        if data is _MISSING:
+        if data is MISSING:
             raise PayloadError(f"the body has no {options.data!r}, the configured `data` path")
     found_id = options.delivery_id
     return [

@@ -40,7 +40,7 @@ from hookwise.artifacts import artifact, host_of, sha256_digest
 from hookwise.errors import PayloadError, VerificationError
 from hookwise.event import Incoming
 from hookwise.hookspecs import hookimpl
-from hookwise.signatures import not_empty, same
+from hookwise.signatures import require_credential, same
 from hookwise.sources import Delivery, SourceKind, require_str
 
 AUTH_HEADER = "Authorization"
@@ -67,12 +67,12 @@ class HarborOptions(BaseModel):
 
     @model_validator(mode="after")
     def _needs_auth_header(self) -> HarborOptions:
-        not_empty(self.auth_header, "auth_header")
-        if self.auth_header is None and not self.allow_unauthenticated:
-            raise ValueError(
-                "no auth_header configured: set `auth_header: ${ENV_VAR}` to the auth header "
-                "of the Harbor webhook, or `allow_unauthenticated: true` to accept anyone's events"
-            )
+        require_credential(
+            self.auth_header,
+            "auth_header",
+            self.allow_unauthenticated,
+            "the auth header set on the Harbor webhook",
+        )
         return self
 
 

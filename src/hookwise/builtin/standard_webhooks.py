@@ -25,7 +25,7 @@ from hookwise.durations import Duration
 from hookwise.errors import PayloadError, VerificationError
 from hookwise.event import Incoming
 from hookwise.hookspecs import hookimpl
-from hookwise.signatures import not_empty, same, sign
+from hookwise.signatures import require_credential, same, sign
 from hookwise.sources import Delivery, SourceKind, TypeRule, parse_json, require_str
 
 HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
@@ -58,14 +58,11 @@ class StandardWebhooksOptions(TypeRule):
 
     @model_validator(mode="after")
     def _needs_secret(self) -> StandardWebhooksOptions:
-        not_empty(self.secret, "secret")
+        require_credential(
+            self.secret, "secret", self.allow_unauthenticated, "the endpoint's whsec_... secret"
+        )
         if self.secret is not None and not signing_key(self.secret.get_secret_value()):
             raise ValueError("secret decodes to an empty key")
-        if self.secret is None and not self.allow_unauthenticated:
-            raise ValueError(
-                "no secret configured: set `secret: ${ENV_VAR}` to the endpoint's whsec_... "
-                "signing secret, or `allow_unauthenticated: true`"
-            )
         return self
 
 
