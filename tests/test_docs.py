@@ -25,6 +25,8 @@ def test_hook_signature_is_documented(hook):
     assert line in (DOCS / "plugins.md").read_text()
 
 
-@pytest.mark.parametrize("page", ["rules.md", "configuration.md", "plugins.md", "api.md"])
+@pytest.mark.parametrize(
+    "page", ["rules.md", "configuration.md", "sources.md", "plugins.md", "api.md"]
+)
 def test_readme_links_every_doc_page(page):
     assert f"(docs/{page})" in (DOCS.parent / "README.md").read_text()
