@@ -122,6 +122,22 @@ def test_check_reports_three_mistakes_with_their_lines(tmp_path: Path):
             "rules/main.yaml:2; names must be unique across all files",
         ),
         (
+            "rules:\n  - name: a\n    when: {if: \"'${HOME}' == 'x'\"}\n"
+            "    actions: [{uses: log, with: {message: x}}]\n",
+            "rules/main.yaml:3:16: [error] rules[0].when.if: ${VAR} is not expanded in "
+            "conditions; match on event fields instead",
+        ),
+        (
+            "rules:\n  - name: a\n    when: {}\n    actions:\n      - uses: log\n"
+            "        retry: {backoff: .nan}\n        with: {message: x}\n",
+            "rules/main.yaml:6:26: [error] rules[0].actions[0].retry.backoff: a duration must be "
+            "a finite number of seconds >= 0, got nan",
+        ),
+        (
+            "base: &b [*b]\nrules: []\n",
+            "rules/main.yaml:1:7: [error] base[0]: an alias refers to itself",
+        ),
+        (
             "rules:\n  - name: a\n    when: {}\n   actions: []\n",
             "rules/main.yaml:4:4: [error] YAML syntax error: expected <block end>, but found "
             "'<block mapping start>'",
@@ -382,3 +398,46 @@ def test_schema_accepts_the_example_rules_and_rejects_mistakes(tmp_path: Path):
     wrong_param = {"rules": [{"name": "x", "when": {}, "actions": [{"uses": "log", "with": {}}]}]}
     with pytest.raises(jsonschema.ValidationError, match="'message' is a required property"):
         jsonschema.validate(wrong_param, schema)
+
+
+def test_merge_keys_let_explicit_keys_win(tmp_path: Path):
+    rules = (
+        "defaults: &notify\n  uses: log\n  with: {message: from the anchor}\n"
+        "rules:\n  - name: a\n    when: {}\n    actions:\n"
+        "      - <<: *notify\n        with: {message: explicit}\n"
+    )
+    root = project(tmp_path, rules.replace("defaults:", "x-defaults:"))
+    result = run_cli("check", cwd=root)
+    # Unknown top-level key, but no false "duplicate key 'with'" for the merge.
+    assert "duplicate key" not in result.stderr
+    assert "unknown key 'x-defaults'" in result.stderr
+
+
+def test_a_config_key_named_like_a_type_is_reported_not_crashed(tmp_path: Path):
+    result = run_cli("check", cwd=project(tmp_path, config="int: 5\n"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("hookwise.yaml:1:1: [error] int: unknown key 'int'")
+
+
+def test_unusable_store_fails_fast_with_a_message(tmp_path: Path):
+    (tmp_path / "store.db").mkdir()
+    config = "listen: 127.0.0.1:0\nstore: sqlite:///store.db\n"
+    root = project(tmp_path, config=config)
+    served = run_cli("serve", cwd=root)
+    assert served.returncode != 0
+    assert "hookwise cannot start: cannot open the SQLite store" in served.stderr
+    listed = run_cli("events", cwd=root)
+    assert listed.returncode == 1
+    assert listed.stderr.startswith("error: cannot open the SQLite store")
+
+
+def test_serve_explains_a_port_in_use(tmp_path: Path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--listen", f"127.0.0.1:{port}", cwd=project(tmp_path))
+    assert result.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr

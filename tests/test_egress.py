@@ -38,6 +38,12 @@ def anyio_backend() -> str:
         ("fd00:ec2::254", False),  # AWS metadata over IPv6
         ("fe80::1", False),
         ("224.0.0.1", False),
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 to the metadata address
+        ("64:ff9b::808:808", True),  # NAT64 to a public address
+        ("2002:a9fe:a9fe::1", False),  # 6to4 around 169.254.169.254
+        ("::127.0.0.1", False),  # IPv4-compatible
+        ("::ffff:0:a00:1", False),  # SIIT to 10.0.0.1
+        ("fec0::1", False),  # deprecated site-local
     ],
 )
 def test_default_policy(address: str, allowed: bool):

@@ -182,3 +182,20 @@ def test_slow_action_does_not_slow_accepts_or_other_runs(hookwise_factory, sink:
     assert time.monotonic() - started < 2
     runs = server.wait_for_runs(response.json()["event_id"], {"succeeded"}, timeout=5)
     assert runs[0]["log"][0]["message"] == "build b"
+
+
+def test_numeric_secret_is_masked_without_breaking_the_history(hookwise_factory):
+    rules = (
+        "rules:\n  - name: chat\n    when: {domain: docker}\n    actions:\n"
+        "      - uses: log\n        with: {message: 'chat ${CHAT_ID} at {{ data.size }}'}\n"
+    )
+    server = hookwise_factory(rules)
+    server.env["CHAT_ID"] = "42"
+    server.start()
+    body = json.dumps({"domain": "docker", "event_type": "pushed", "data": {"size": 4242}})
+    event_id = server.post(body.encode()).json()["event_id"]
+    [run] = server.wait_for_runs(event_id, {"succeeded", "dead"})
+    assert run["status"] == "succeeded"
+    assert run["attempts"] == 1
+    assert run["log"][0]["message"] == "chat *** at ******"
+    assert isinstance(run["log"][0]["at"], float)

@@ -51,3 +51,16 @@ def test_sighup_reloads(hookwise_factory):
     server.signal(signal.SIGHUP)
     wait_until(lambda: any("rules reloaded: 1 rules" in line for line in server.log), timeout=15)
     assert send(server, "d")[0]["log"][0]["message"] == "v1 d"
+
+
+def test_watcher_survives_a_file_it_cannot_read(hookwise_factory):
+    server = hookwise_factory(GOOD).start()
+    (server.root / "rules" / "latin1.yaml").write_bytes("rules: [caf\xe9]\n".encode("latin-1"))
+    wait_until(lambda: any("not UTF-8" in line for line in server.log), timeout=15)
+    server.log.clear()
+    (server.root / "rules" / "latin1.yaml").unlink()
+    wait_until(lambda: any("rules reloaded" in line for line in server.log), timeout=15)
+    server.log.clear()
+    server.write_rules(GOOD.replace("v1", "v4"))
+    wait_until(lambda: any("rules reloaded" in line for line in server.log), timeout=15)
+    assert send(server, "e")[0]["log"][0]["message"] == "v4 e"

@@ -150,8 +150,28 @@ def test_verify_unit():
 
 @pytest.mark.parametrize(
     "body",
-    [b"[1, 2]", b'"just a string"', b"42", b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe"],
-    ids=["array", "string", "number", "deeply-nested", "not-utf8"],
+    [
+        b"[1, 2]",
+        b'"just a string"',
+        b"42",
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"domain": "a", "event_type": "b", "data": ' + b"[" * 500 + b"]" * 500 + b"}",
+        b'{"domain": "a", "event_type": "b", "data": {"x": NaN}}',
+        b'{"domain": "a", "event_type": "b", "data": {"x": 1e999}}',
+        b'{"domain": "a", "event_type": "b", "data": {"x": ' + b"9" * 5000 + b"}}",
+        b"\xff\xfe",
+    ],
+    ids=[
+        "array",
+        "string",
+        "number",
+        "nested-beyond-the-parser",
+        "nested-500-levels",
+        "nan",
+        "infinity",
+        "huge-integer",
+        "not-utf8",
+    ],
 )
 def test_bad_bodies_are_400_and_the_server_carries_on(server: Hookwise, body: bytes):
     before = len(server.get("/api/events", params={"limit": 1000}).json()["events"])

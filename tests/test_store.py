@@ -95,15 +95,18 @@ async def test_lease_expiry_hands_the_run_to_another_worker(store: SQLiteStore):
     await store.accept(accepted, "k", 60, [NewRun(run_id, "r", SPEC)])
     [mine] = await store.claim("worker-a", 10, lease=0.3)
     assert (mine.id, mine.attempt) == (run_id, 0)
+    assert mine.lease.startswith("worker-a/")
     assert await store.claim("worker-b", 10, lease=0.3) == []
     await asyncio.sleep(0.4)
-    [theirs] = await store.claim("worker-b", 10, lease=30)
+    # The same process may take its own expired run back, under a new lease token.
+    [theirs] = await store.claim("worker-a", 10, lease=30)
     assert (theirs.id, theirs.attempt, theirs.attempts_total) == (run_id, 1, 1)
-    # The first worker comes back too late: its result is refused.
+    assert theirs.lease != mine.lease
+    # The first execution comes back too late: its result is refused.
     attempt = AttemptRecord(run_id, 0, "log#1", 1, time.time(), time.time(), "succeeded")
-    assert not await store.record("worker-a", run_id, attempt, Progress("succeeded", 1, 0, {}))
+    assert not await store.record(mine.lease, run_id, attempt, Progress("succeeded", 1, 0, {}))
     attempt = AttemptRecord(run_id, 0, "log#1", 2, time.time(), time.time(), "succeeded")
-    assert await store.record("worker-b", run_id, attempt, Progress("succeeded", 1, 0, {"a": 1}))
+    assert await store.record(theirs.lease, run_id, attempt, Progress("succeeded", 1, 0, {"a": 1}))
     [run] = await store.runs_of(accepted.id)
     assert run["status"] == "succeeded"
     assert [(h["attempt"], h["status"]) for h in run["history"]] == [(1, "lost"), (2, "succeeded")]
@@ -116,8 +119,17 @@ async def test_renewed_lease_is_not_taken_over(store: SQLiteStore):
     [mine] = await store.claim("a", 10, lease=0.3)
     for _ in range(4):
         await asyncio.sleep(0.15)
-        await store.renew("a", [mine.id], 0.3)
+        await store.renew([mine.lease], 0.3)
     assert await store.claim("b", 10, lease=0.3) == []
+
+
+@pytest.mark.anyio
+async def test_claim_skips_runs_the_caller_is_executing(store: SQLiteStore):
+    await store.accept(event(), "k", 60, [NewRun(new_id(), "r", SPEC)])
+    [mine] = await store.claim("a", 10, lease=0.1)
+    await asyncio.sleep(0.2)
+    assert await store.claim("a", 10, lease=30, exclude=[mine.id]) == []
+    assert [r.id for r in await store.claim("a", 10, lease=30)] == [mine.id]
 
 
 @pytest.mark.anyio
@@ -126,7 +138,9 @@ async def test_retrying_run_waits_until_due(store: SQLiteStore):
     [run] = await store.claim("a", 10, lease=30)
     attempt = AttemptRecord(run.id, 0, "log#1", 1, time.time(), time.time(), "retry", error="503")
     due = time.time() + 0.3
-    assert await store.record("a", run.id, attempt, Progress("retrying", 0, 1, {}, "503", due))
+    assert await store.record(
+        run.lease, run.id, attempt, Progress("retrying", 0, 1, {}, "503", due)
+    )
     assert await store.next_due() == pytest.approx(due)
     assert await store.claim("a", 10, lease=30) == []
     await asyncio.sleep(0.35)

@@ -373,3 +373,13 @@ def test_prepare_hook_can_add_filters():
 
     templates = make_environment(prepare)
     assert templates.render("{{ data.repo | shout }}", make_context(), "w") == "DOCKER-LOCAL!"
+
+
+@pytest.mark.parametrize(
+    "expression", ["'x' * 300000000", "[0] * 10**9", "2 ** 100000", "data.pop('size')"]
+)
+def test_sandbox_refuses_runaway_or_mutating_expressions(templates, expression):
+    context = make_context()
+    with pytest.raises(RenderError, match="blocked by the sandbox"):
+        templates.evaluate(expression, context)
+    assert context["data"]["size"] == 250

@@ -32,9 +32,23 @@ class ActionSpec:
 
 
 def mask(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
+    """Replace each secret by `***`, longest first so no part of a longer one survives."""
+    for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
+
+
+def redact(value: Any, secrets: Sequence[str]) -> Any:
+    """Mask secrets inside every string of a JSON-able value; numbers and keys stay intact."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return mask(value, secrets)
+    if isinstance(value, dict):
+        return {key: redact(item, secrets) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(item, secrets) for item in value]
+    return value
 
 
 def action_label(action_id: str | None, uses: str, step: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -13,8 +14,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hookwise.api import Api
+from hookwise.errors import HookwiseError
 from hookwise.receiver import Receiver, error
 from hookwise.service import Service
+
+log = logging.getLogger("hookwise")
 
 
 def create_app(service: Service, on_ready: Callable[[], None] = lambda: None) -> Starlette:
@@ -46,7 +50,11 @@ def create_app(service: Service, on_ready: Callable[[], None] = lambda: None) ->
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await service.start()
+        try:
+            await service.start()
+        except HookwiseError as exc:
+            log.error("hookwise cannot start: %s", exc)
+            raise
         on_ready()
         try:
             yield

@@ -16,7 +16,7 @@ import click
 import uvicorn
 
 from hookwise.config import DEFAULT_PATH, Config, load_config
-from hookwise.errors import ConfigError, RequestError
+from hookwise.errors import ConfigError, RequestError, StoreError
 from hookwise.plugins import Registry, load_registry
 from hookwise.schema import rules_schema
 from hookwise.service import Service, build_service
@@ -79,10 +79,17 @@ def serve(config_path: str, listen: str | None) -> None:
     service = _service(config_path)
     host, _, port = (listen or service.config.listen).rpartition(":")
     host = host.strip("[]")
+    if not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter(f"expected host:port, got {listen!r}", param_hint="--listen")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, int(port)))
+    try:
+        sock.bind((host, int(port)))
+    except OSError as exc:
+        sock.close()
+        click.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
     sock.listen(2048)
     bound_port = sock.getsockname()[1]
     from hookwise.app import create_app
@@ -171,7 +178,11 @@ def _run(config_path: str, work: Callable[[Service], Any]) -> Any:
         async with _opened(_service(config_path)) as service:
             return await work(service)
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except (StoreError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
 @main.command()

@@ -78,7 +78,7 @@ class Config(BaseModel):
     def _host_port(cls, value: object) -> str:
         value = str(value)
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit():
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"expected host:port such as 127.0.0.1:8080, got {value!r}")
         return value
 

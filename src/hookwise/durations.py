@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -16,8 +17,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 10m, 2h or 1d")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"a duration must be a finite number of seconds >= 0, got {value!r}")
         return float(value)
     if isinstance(value, str) and (match := _PATTERN.match(value)):
         return float(match.group(1)) * _UNITS[match.group(2) or "s"]

@@ -23,6 +23,24 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# IPv6 forms that carry an IPv4 address: the IPv4 address is what gets reached.
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+COMPATIBLE = ipaddress.ip_network("::/96")
+SIIT = ipaddress.ip_network("::ffff:0:0:0/96")
+SITE_LOCAL = ipaddress.ip_network("fec0::/10")
+
+
+def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address inside an IPv4-mapped, 6to4, NAT64, SIIT or IPv4-compatible one."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped or address.sixtofour:
+        return address.ipv4_mapped or address.sixtofour
+    if any(address in net for net in (*NAT64, COMPATIBLE, SIIT)) and address != COMPATIBLE[0]:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 class EgressPolicy:
     """Public addresses are allowed; others only when their host or network is listed."""
 
@@ -38,10 +56,13 @@ class EgressPolicy:
     def permits(self, host: str, address: IPAddress) -> bool:
         if host.lower().rstrip(".") in self.hosts:
             return True
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
         if any(address in network for network in self.networks):
             return True
+        embedded = embedded_ipv4(address)
+        if embedded is not None:
+            return self.permits(host, embedded)
+        if isinstance(address, ipaddress.IPv6Address) and address in SITE_LOCAL:
+            return False
         return address.is_global and not address.is_multicast
 
     def denial(self, host: str, addresses: list[str]) -> EgressDenied:
@@ -70,14 +91,22 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         allowed = [a for a in addresses if self.policy.permits(host, ipaddress.ip_address(a))]
         if not allowed:
             raise self.policy.denial(host, addresses)
-        stream = await self.inner.connect_tcp(
-            allowed[0], port, timeout, local_address, socket_options
-        )
-        peer = stream.get_extra_info("server_addr")
-        if peer and not self.policy.permits(host, ipaddress.ip_address(peer[0])):
-            await stream.aclose()
-            raise self.policy.denial(host, [peer[0]])
-        return stream
+        failure: Exception | None = None
+        for address in allowed:  # e.g. broken IPv6 first: fall back to the next address
+            try:
+                stream = await self.inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+                continue
+            peer = stream.get_extra_info("server_addr")
+            if peer and not self.policy.permits(host, ipaddress.ip_address(peer[0])):
+                await stream.aclose()
+                raise self.policy.denial(host, [peer[0]])
+            return stream
+        assert failure is not None
+        raise failure
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None

@@ -6,12 +6,13 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_SENSITIVE_HEADER = re.compile(r"auth|token|secret|signature|cookie|password|api-?key", re.I)
+# Broad on purpose: dropping a harmless header costs little, storing a credential a lot.
+_SENSITIVE_HEADER = re.compile(r"auth|token|secret|sig|cookie|pass|key|credential|art-api", re.I)
 
 
 def new_id() -> str:
@@ -54,7 +55,7 @@ class Event:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: `received_at` in ISO 8601 UTC, and `artifact`, the first of `artifacts`."""
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}  # shallow: data is shared
         out["received_at"] = iso_time(self.received_at)
         out["artifact"] = self.artifacts[0] if self.artifacts else None
         return out

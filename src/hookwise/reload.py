@@ -30,19 +30,28 @@ class Reloader:
         self._loaded = self._fingerprint()
 
     def _fingerprint(self) -> list[tuple[str, int, int]]:
-        files = rule_files(self.path) if self.path.exists() else []
-        return [(str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists()]
+        found = []
+        for file in rule_files(self.path) if self.path.exists() else []:
+            with contextlib.suppress(OSError):  # deleted between listing and stat
+                stat = file.stat()
+                found.append((str(file), stat.st_mtime_ns, stat.st_size))
+        return found
 
     def reload(self) -> bool:
         """Swap in the new rules only when every file validates."""
-        self._loaded = self._fingerprint()
         try:
+            self._loaded = self._fingerprint()
             rules = self.loader.load(self.path)
         except ConfigError as exc:
             log.error(
                 "rules not reloaded, keeping the %d rules in use:\n%s",
                 len(self.engine.rules.rules),
                 exc,
+            )
+            return False
+        except Exception:  # a bug must not end reloading for good
+            log.exception(
+                "rules not reloaded, keeping the %d rules in use", len(self.engine.rules.rules)
             )
             return False
         self.engine.rules = RuleIndex(rules)

@@ -206,7 +206,17 @@ class RuleLoader:
         base = ("rules", index)
         when = raw.get("when")
         if isinstance(when, dict) and isinstance(when.get("if"), str):
-            problems.extend(self._compile(doc, (*base, "when", "if"), when["if"], bare=True))
+            condition = when["if"]
+            problems.extend(self._compile(doc, (*base, "when", "if"), condition, bare=True))
+            if ENV_REF.search(condition):
+                where = format_path((*base, "when", "if"))
+                problems.append(
+                    doc.problem(
+                        (*base, "when", "if"),
+                        f"{where}: ${{VAR}} is not expanded in conditions; "
+                        "match on event fields instead",
+                    )
+                )
         actions = raw.get("actions")
         for position, raw_call in enumerate(actions if isinstance(actions, list) else []):
             try:
@@ -259,7 +269,7 @@ class RuleLoader:
             problems.append(
                 doc.problem(path, f"{format_path(path)}: template does not compile: {exc.message}")
             )
-        for ref in ENV_REF.finditer(text):
+        for ref in ENV_REF.finditer(text if not bare else ""):
             name, default = ref.group(1), ref.group(2)
             if name not in os.environ and default is None:
                 problems.append(

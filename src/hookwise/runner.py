@@ -11,6 +11,7 @@ import hashlib
 import inspect
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -20,7 +21,7 @@ from typing import Any
 from jinja2.exceptions import SecurityError
 from pydantic import ValidationError
 
-from hookwise.actions import ActionContext, ActionSpec, RunLog, action_label, mask
+from hookwise.actions import ActionContext, ActionSpec, RunLog, action_label, redact
 from hookwise.config import Config
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.event import Event
@@ -90,21 +91,43 @@ class Runner:
         templates: Templates,
         config: Config,
         metrics: Metrics,
-        owner: str,
     ) -> None:
         self.store = store
         self.actions = actions
         self.templates = templates
         self.config = config
         self.metrics = metrics
-        self.owner = owner
 
     async def execute(self, run: RunRecord) -> None:
+        """Run the remaining actions; on cancellation (shutdown) hand the run back at once."""
+        state = _State(run.step, run.attempt, dict(run.outputs))
+        try:
+            await self._run_steps(run, state)
+        except asyncio.CancelledError:
+            interrupted = None
+            if state.in_flight is not None:
+                label, number, started = state.in_flight
+                interrupted = AttemptRecord(
+                    run.id,
+                    state.step,
+                    label,
+                    number,
+                    started,
+                    time.time(),
+                    "interrupted",
+                    error="hookwise stopped during this attempt; it will be retried",
+                )
+            note = "hookwise stopped; the run will be resumed"
+            progress = Progress("retrying", state.step, state.attempt, state.outputs, note)
+            await asyncio.shield(self._finish(run, interrupted, progress))
+            raise
+
+    async def _run_steps(self, run: RunRecord, state: _State) -> None:
         event = await self.store.get_event(run.event_id)
         calls = [ActionCall.model_validate(a) for a in run.spec["actions"]]
         secrets = [os.environ[n] for n in run.spec.get("env", []) if os.environ.get(n)]
-        outputs, step, attempt = dict(run.outputs), run.step, run.attempt
-        while step < len(calls):
+        while state.step < len(calls):
+            step, attempt, outputs = state.step, state.attempt, state.outputs
             call = calls[step]
             label = action_label(call.id, call.uses, step)
             number = attempt + 1
@@ -118,23 +141,9 @@ class Runner:
                 return
             log = RunLog(f"{run.rule}/{label}", secrets)
             started = time.time()
-            try:
-                outcome = await self._attempt(run, event, call, label, number, outputs, log)
-            except asyncio.CancelledError:
-                # Shutting down: hand the run back at once instead of waiting for its lease.
-                interrupted = AttemptRecord(
-                    run.id,
-                    step,
-                    label,
-                    number,
-                    started,
-                    time.time(),
-                    "interrupted",
-                    error="hookwise stopped during this attempt; it will be retried",
-                )
-                progress = Progress("retrying", step, attempt, outputs, interrupted.error)
-                await asyncio.shield(self._finish(run, interrupted, progress))
-                raise
+            state.in_flight = (label, number, started)
+            outcome = await self._attempt(run, event, call, label, number, outputs, log)
+            state.in_flight = None
             ended = time.time()
             self.metrics.action_duration.labels(call.uses).observe(ended - started)
             self.metrics.action_attempts.labels(call.uses, outcome.status).inc()
@@ -146,35 +155,22 @@ class Runner:
                 started,
                 ended,
                 outcome.status,
-                _redact(outcome.output, secrets),
-                _redact(outcome.error, secrets),
-                _redact(log.lines, secrets),
+                redact(outcome.output, secrets),
+                redact(outcome.error, secrets),
+                log.lines,
             )
-            if outcome.status == "succeeded":
-                outputs[label] = record.output
-                step, attempt = step + 1, 0
-                status = "running" if step < len(calls) else "succeeded"
-                progress = Progress(status, step, 0, outputs)
-            elif outcome.status == "retry" and number < call.retry.attempts:
-                delay = (
-                    min(outcome.delay, MAX_RETRY_AFTER)
-                    if outcome.delay is not None
-                    else backoff(call.retry, number)
-                )
-                progress = Progress(
-                    "retrying", step, number, outputs, record.error, time.time() + delay
-                )
-            else:
-                error = f"{label}: {record.error}"
-                progress = Progress("dead", step, number, outputs, error)
+            progress = _next(call, calls, state, label, number, outcome, record)
             _log_outcome(run, label, number, call.retry.attempts, record.error, progress)
-            if not await self._finish(run, record, progress) or progress.status != "running":
+            # Shielded: once an attempt is over, its record is written even during shutdown.
+            kept = await asyncio.shield(self._finish(run, record, progress))
+            if not kept or progress.status != "running":
                 return
+            state.step, state.attempt, state.outputs = progress.step, 0, progress.outputs
 
     async def _finish(
         self, run: RunRecord, record: AttemptRecord | None, progress: Progress
     ) -> bool:
-        kept = await self.store.record(self.owner, run.id, record, progress)
+        kept = await self.store.record(run.lease, run.id, record, progress)
         if kept and progress.status in ("succeeded", "dead"):
             self.metrics.runs_finished.labels(run.rule, progress.status).inc()
         return kept
@@ -219,6 +215,42 @@ class Runner:
         return Outcome("succeeded", output=output)
 
 
+@dataclass
+class _State:
+    """Where a run stands, so a cancelled execution can hand it back precisely."""
+
+    step: int
+    attempt: int
+    outputs: dict[str, Any]
+    in_flight: tuple[str, int, float] | None = None
+
+
+def _next(
+    call: ActionCall,
+    calls: list[ActionCall],
+    state: _State,
+    label: str,
+    number: int,
+    outcome: Outcome,
+    record: AttemptRecord,
+) -> Progress:
+    """The run's state after one attempt: next action, retry later, done, or dead."""
+    outputs = state.outputs
+    if outcome.status == "succeeded":
+        outputs = {**outputs, label: record.output}
+        step = state.step + 1
+        return Progress("running" if step < len(calls) else "succeeded", step, 0, outputs)
+    if outcome.status == "retry" and number < call.retry.attempts:
+        asked = outcome.delay
+        delay = (
+            min(asked, MAX_RETRY_AFTER)
+            if asked is not None and math.isfinite(asked) and asked >= 0
+            else backoff(call.retry, number)
+        )
+        return Progress("retrying", state.step, number, outputs, record.error, time.time() + delay)
+    return Progress("dead", state.step, number, outputs, f"{label}: {record.error}")
+
+
 def _log_outcome(
     run: RunRecord, label: str, number: int, attempts: int, error: str | None, progress: Progress
 ) -> None:
@@ -235,10 +267,3 @@ async def invoke(spec: ActionSpec, params: Any, context: ActionContext) -> Any:
     if inspect.iscoroutinefunction(spec.run):
         return await spec.run(params, context)
     return await asyncio.to_thread(spec.run, params, context)
-
-
-def _redact(value: Any, secrets: list[str]) -> Any:
-    """Mask secrets anywhere in a JSON-able value, as they would appear once encoded."""
-    if not secrets or value is None:
-        return value
-    return json.loads(mask(json.dumps(value), [json.dumps(s)[1:-1] for s in secrets]))

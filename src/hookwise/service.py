@@ -45,7 +45,6 @@ class Service:
                 self.engine.templates,
                 self.config,
                 self.metrics,
-                owner,
             )
             self.worker = Worker(store, runner, self.config.worker, owner)
             self.engine.on_new_runs = self.worker.notify

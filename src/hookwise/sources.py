@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,14 +56,47 @@ def require_str(payload: Mapping[str, Any], *names: str) -> str:
     raise PayloadError(f"event is missing {wanted} (a non-empty string)")
 
 
+MAX_DEPTH = 64
+
+
 def parse_json(raw: bytes, what: str = "body") -> Any:
-    """JSON from raw bytes, every way it can fail turned into a PayloadError (400)."""
+    """JSON from raw bytes, every way it can fail turned into a PayloadError (400).
+
+    Strict JSON only: NaN and Infinity are refused (they cannot be served back as
+    JSON), and so is nesting deeper than MAX_DEPTH, which no real webhook needs.
+    """
     try:
-        return json.loads(raw)
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise PayloadError(f"{what} is nested too deeply to be an event") from exc
     except ValueError as exc:  # also bad UTF-8 and integers too long to convert
         raise PayloadError(f"{what} is not valid JSON: {exc}") from exc
+    if _depth(value) > MAX_DEPTH:
+        raise PayloadError(f"{what} is nested more than {MAX_DEPTH} levels deep")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, computed without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 class TypeRule(BaseModel):

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, Undefined
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from hookwise.yamlpos import ENV_REF
 
@@ -31,8 +32,33 @@ class RenderError(ValueError):
         super().__init__(f"{where}: template {template!r} failed: {reason}")
 
 
+MAX_REPEAT = 100_000
+MAX_EXPONENT = 1_000
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """No mutation of events (`data.pop()`), and no `'x' * 10**9` stalling the event loop."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*" and _repeats(left, right) > MAX_REPEAT:
+            raise SecurityError(f"repeating a sequence more than {MAX_REPEAT} times is not allowed")
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponents above {MAX_EXPONENT} are not allowed")
+        return super().call_binop(context, operator, left, right)
+
+
+def _repeats(left: Any, right: Any) -> int:
+    """How long `left * right` would be, when it is a sequence repetition."""
+    for sequence, count in ((left, right), (right, left)):
+        if isinstance(sequence, str | list | tuple) and isinstance(count, int):
+            return len(sequence) * count
+    return 0
+
+
 def make_environment(prepare: Callable[[SandboxedEnvironment], None] | None = None) -> Templates:
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    env = _Sandbox(undefined=StrictUndefined, autoescape=False)
     env.filters["tojson"] = lambda value: json.dumps(value, default=str)
     if prepare:
         prepare(env)

@@ -35,12 +35,13 @@ def problems_from(
 ) -> list[Problem]:
     """One Problem per pydantic error, at the position of the offending key or value."""
     problems = []
+    data = _at(doc.data, prefix)
     for error in exc.errors(include_url=False):
-        loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
+        loc = _user_path(data, error["loc"])
         path = (*prefix, *loc)
         where = format_path(path)
         kind = error["type"]
-        if kind == "extra_forbidden":
+        if kind == "extra_forbidden" and loc:
             known = _fields_at(model, loc[:-1])
             hint = did_you_mean(loc[-1], known) or (
                 f"; allowed keys: {', '.join(known)}" if known else ""
@@ -60,9 +61,33 @@ def problems_from(
     return problems
 
 
-def _is_union_tag(part: object) -> bool:
-    """pydantic adds the union member (e.g. 'list[str]') to locations; users never wrote it."""
-    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})
+def _at(data: Any, path: Path) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _user_path(data: Any, loc: tuple[Any, ...]) -> Path:
+    """The error's location as the user wrote it.
+
+    pydantic puts union members (`str`, `list[str]`) and validator names into
+    locations; a part is kept only when it names a key or index of the input.
+    """
+    path: list[str | int] = []
+    for part in loc:
+        if (isinstance(data, dict) and part in data) or (
+            isinstance(data, list) and isinstance(part, int) and part < len(data)
+        ):
+            data = data[part]
+        elif isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"}):
+            continue
+        else:
+            data = None
+        path.append(part)
+    return tuple(path)
 
 
 def _fields_at(model: type[BaseModel], loc: Path) -> list[str]:

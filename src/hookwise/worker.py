@@ -24,66 +24,70 @@ class Worker:
         self.runner = runner
         self.settings = settings
         self.owner = owner
-        self.active: dict[str, asyncio.Task[None]] = {}
+        self.active: dict[str, tuple[asyncio.Task[None], str]] = {}
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._claiming: asyncio.Task[None] | None = None
+        self._renewing: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
         self._wake.set()
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._claim_loop(), name="hookwise-claim"),
-            asyncio.create_task(self._renew_loop(), name="hookwise-renew"),
-        ]
+        self._claiming = asyncio.create_task(self._claim_loop(), name="hookwise-claim")
+        self._renewing = asyncio.create_task(self._renew_loop(), name="hookwise-renew")
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop claiming, let running actions finish for `grace` seconds, then cancel them.
 
-        A cancelled run records its attempt as `interrupted` and is due again at once.
+        The claim loop is asked to stop rather than cancelled, so a claim already sent
+        to the store is always followed by its execution. A cancelled run records its
+        attempt as `interrupted` and is due again at once.
         """
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.active:
-            _, pending = await asyncio.wait(self.active.values(), timeout=grace)
+        self._stopping = True
+        self._wake.set()
+        if self._claiming is not None:
+            await asyncio.gather(self._claiming, return_exceptions=True)
+        tasks = [task for task, _ in self.active.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._renewing is not None:
+            self._renewing.cancel()
+            await asyncio.gather(self._renewing, return_exceptions=True)
 
     async def _claim_loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 claimed = await self._claim_once()
             except Exception:
                 log.exception("claiming runs failed; retrying shortly")
                 claimed = 0
-            if claimed:
-                continue
-            await self._sleep()
+            if not claimed and not self._stopping:
+                await self._sleep()
 
     async def _claim_once(self) -> int:
         free = self.settings.concurrency - len(self.active)
         if free <= 0:
             return 0
-        runs = await self.store.claim(self.owner, free, self.settings.lease)
+        runs = await self.store.claim(self.owner, free, self.settings.lease, exclude=self.active)
         for run in runs:
-            task = asyncio.create_task(self._execute(run.id, run), name=f"run-{run.id}")
-            self.active[run.id] = task
+            task = asyncio.create_task(self._execute(run), name=f"run-{run.id}")
+            self.active[run.id] = (task, run.lease)
         return len(runs)
 
-    async def _execute(self, run_id: str, run: RunRecord) -> None:
+    async def _execute(self, run: RunRecord) -> None:
         try:
             await self.runner.execute(run)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception(
-                "run %s failed inside hookwise; it will be retried after its lease", run_id
-            )
+            log.exception("run %s failed inside hookwise; it is retried after its lease", run.id)
         finally:
-            self.active.pop(run_id, None)
+            self.active.pop(run.id, None)
             self._wake.set()
 
     async def _sleep(self) -> None:
@@ -101,6 +105,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.settings.lease / 3)
             try:
-                await self.store.renew(self.owner, list(self.active), self.settings.lease)
+                tokens = [token for _, token in self.active.values()]
+                await self.store.renew(tokens, self.settings.lease)
             except Exception:
                 log.exception("renewing leases failed")

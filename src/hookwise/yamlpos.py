@@ -65,6 +65,13 @@ def load_file(filename: str, *, env: Mapping[str, str] | None = None) -> Documen
         doc = Document(filename, None)
         doc.problems.append(Problem(filename, 1, 1, f"cannot read file: {exc.strerror}"))
         return doc
+    except UnicodeDecodeError as exc:
+        doc = Document(filename, None)
+        line = text_line(exc.object, exc.start)
+        doc.problems.append(
+            Problem(filename, line, 1, "the file is not UTF-8 text; save it as UTF-8")
+        )
+        return doc
     return load_text(text, filename, env=env)
 
 
@@ -91,13 +98,22 @@ class _Walker:
         self.doc = doc
         self.loader = loader
         self.env = env
+        self._open: set[int] = set()  # collections being built: an alias to one is a cycle
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.doc.value_pos.setdefault(path, _pos(node))
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if id(node) in self._open:
+                message = f"{format_path(path) or 'document'}: an alias refers to itself"
+                self.doc.problems.append(Problem(self.doc.file, *_pos(node), message))
+                return None
+            self._open.add(id(node))
+            try:
+                if isinstance(node, yaml.MappingNode):
+                    return self._mapping(node, path)
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            finally:
+                self._open.discard(id(node))
         value = self.loader.construct_object(node, deep=True)
         if isinstance(value, str) and self.env is not None:
             value = self._expand(value, node)
@@ -105,13 +121,10 @@ class _Walker:
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
+        merges = []
         for key_node, value_node in node.value:
             if key_node.tag == MERGE_TAG:
-                merged = self.build(value_node, path)
-                for part in merged if isinstance(merged, list) else [merged]:
-                    if isinstance(part, dict):
-                        for key, value in part.items():
-                            result.setdefault(key, value)
+                merges.append(value_node)
                 continue
             key = self.loader.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | float | bool) and key is not None:
@@ -133,6 +146,13 @@ class _Walker:
                 continue
             self.doc.key_pos[key_path] = _pos(key_node)
             result[key] = self.build(value_node, key_path)
+        # `<<: *base` fills in what the mapping does not say itself: explicit keys win.
+        for value_node in merges:
+            merged = self.build(value_node, path)
+            for part in merged if isinstance(merged, list) else [merged]:
+                if isinstance(part, dict):
+                    for key, value in part.items():
+                        result.setdefault(key, value)
         return result
 
     def _expand(self, value: str, node: yaml.Node) -> str:
@@ -154,6 +174,10 @@ class _Walker:
             return ""
 
         return ENV_REF.sub(replace, value)
+
+
+def text_line(raw: bytes, offset: int) -> int:
+    return raw.count(b"\n", 0, offset) + 1
 
 
 def _pos(node: yaml.Node) -> tuple[int, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ class RunRecord:
     created_at: float
     updated_at: float
     next_attempt_at: float
+    lease: str = ""
 
 
 @dataclass
@@ -95,15 +97,23 @@ class Store(ABC):
         """Add runs to a stored event (replay)."""
 
     @abstractmethod
-    async def claim(self, owner: str, limit: int, lease: float) -> list[RunRecord]:
-        """Take due runs, and runs whose lease expired (their lost attempt is counted)."""
+    async def claim(
+        self, owner: str, limit: int, lease: float, exclude: Collection[str] = ()
+    ) -> list[RunRecord]:
+        """Take due runs, and runs whose lease expired (their lost attempt is counted).
+
+        Each claimed run gets its own lease token (`RunRecord.lease`), so a stale
+        execution can never write over a newer claim, even from the same process.
+        `exclude` names runs the caller is still executing.
+        """
 
     @abstractmethod
-    async def renew(self, owner: str, run_ids: list[str], lease: float) -> None: ...
+    async def renew(self, tokens: list[str], lease: float) -> None:
+        """Extend the leases of runs still being executed."""
 
     @abstractmethod
     async def record(
-        self, owner: str, run_id: str, attempt: AttemptRecord | None, progress: Progress
+        self, token: str, run_id: str, attempt: AttemptRecord | None, progress: Progress
     ) -> bool:
         """Write an attempt (if any) and the run's new state; False when the lease was lost."""
 

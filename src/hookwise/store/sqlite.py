@@ -9,20 +9,23 @@ never waits on the disk.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import dataclasses
 import json
+import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hookwise.actions import action_label
 from hookwise.errors import StoreError
-from hookwise.event import Event
+from hookwise.event import Event, new_id
 from hookwise.store.base import (
     AcceptResult,
     AttemptRecord,
@@ -34,6 +37,7 @@ from hookwise.store.base import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("hookwise.store")
 R = TypeVar("R")
 MAX_BATCH = 512
 
@@ -110,29 +114,52 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]
+
+
 class _Writer(threading.Thread):
-    """Runs queued write functions in batches, one transaction and one fsync per batch."""
+    """Runs queued write functions in batches, one transaction and one fsync per batch.
+
+    If the thread cannot open the database or dies, `failure` says why and every
+    waiting or later write fails with it, so callers answer 503 instead of hanging.
+    """
 
     def __init__(self, path: str) -> None:
         super().__init__(name="hookwise-sqlite-writer", daemon=True)
         self.path = path
-        self.jobs: queue.Queue[
-            tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]] | None
-        ]
-        self.jobs = queue.Queue()
-        self.conn: sqlite3.Connection | None = None
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.failure: StoreError | None = None
 
     def run(self) -> None:
-        self.conn = _connect(self.path)
+        try:
+            conn = _connect(self.path)
+        except Exception as exc:
+            self._stop_with(StoreError(f"cannot open the SQLite store {self.path}: {exc}"))
+            self.ready.set_exception(self.failure)  # type: ignore[arg-type]
+            return
+        self.ready.set_result(None)
         try:
             while (batch := self._next_batch()) is not None:
-                self._commit(batch)
+                self._commit(conn, batch)
+            self._stop_with(StoreError("the store is closed"))
+        except BaseException as exc:
+            log.exception("the SQLite writer stopped")
+            self._stop_with(StoreError(f"the SQLite writer stopped: {exc}"))
         finally:
-            self.conn.close()
+            conn.close()
 
-    def _next_batch(
-        self,
-    ) -> list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] | None:
+    def _stop_with(self, failure: StoreError) -> None:
+        self.failure = failure
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                _resolve(job[1], False, failure)
+
+    def _next_batch(self) -> list[Job] | None:
         first = self.jobs.get()
         if first is None:
             return None
@@ -148,41 +175,44 @@ class _Writer(threading.Thread):
             batch.append(job)
         return batch
 
-    def _commit(
-        self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
-    ) -> None:
-        assert self.conn is not None
+    def _commit(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             for fn, _ in batch:
-                self.conn.execute("SAVEPOINT job")
+                conn.execute("SAVEPOINT job")
                 try:
-                    outcomes.append((True, fn(self.conn)))
-                    self.conn.execute("RELEASE job")
+                    outcomes.append((True, fn(conn)))
+                    conn.execute("RELEASE job")
                 except Exception as exc:
-                    self.conn.execute("ROLLBACK TO job")
-                    self.conn.execute("RELEASE job")
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
                     failure = (
                         StoreError(f"sqlite: {exc}") if isinstance(exc, sqlite3.Error) else exc
                     )
                     outcomes.append((False, failure))
-            self.conn.execute("COMMIT")
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             outcomes = [(False, StoreError(f"sqlite commit failed: {exc}"))] * len(batch)
         for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-            future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+            _resolve(future, ok, value)
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
+    if future.done():
         return
     if ok:
         future.set_result(value)
     else:
         future.set_exception(value)
+
+
+def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """Settle a future from the writer thread; its loop may already be gone at shutdown."""
+    with contextlib.suppress(RuntimeError):
+        future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
 
 
 class SQLiteStore(Store):
@@ -196,6 +226,7 @@ class SQLiteStore(Store):
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = _Writer(self.path)
         self._writer.start()
+        await asyncio.wrap_future(self._writer.ready)
         await self._write(_migrate)
 
     async def close(self) -> None:
@@ -206,18 +237,27 @@ class SQLiteStore(Store):
         self._readers.shutdown(wait=True)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._writer is None:
-            raise StoreError("store is not open")
+        writer = self._writer
+        if writer is None:
+            raise StoreError("the store is not open")
+        if writer.failure is not None:
+            raise writer.failure
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._writer.jobs.put((fn, future))
+        writer.jobs.put((fn, future))
+        if writer.failure is not None and not future.done():
+            future.cancel()  # the writer died between the check and the put
+            raise writer.failure
         return await future
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
-            conn = getattr(self._local, "conn", None)
-            if conn is None:
-                conn = self._local.conn = _connect(self.path)
-            return fn(conn)
+            try:
+                conn = getattr(self._local, "conn", None)
+                if conn is None:
+                    conn = self._local.conn = _connect(self.path)
+                return fn(conn)
+            except sqlite3.Error as exc:
+                raise StoreError(f"sqlite: {exc}") from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._readers, call)
 
@@ -259,19 +299,25 @@ class SQLiteStore(Store):
     async def add_runs(self, event_id: str, runs: list[NewRun]) -> None:
         await self._write(lambda conn: _insert_runs(conn, event_id, runs, time.time()))
 
-    async def claim(self, owner: str, limit: int, lease: float) -> list[RunRecord]:
+    async def claim(
+        self, owner: str, limit: int, lease: float, exclude: Collection[str] = ()
+    ) -> list[RunRecord]:
+        skip = list(exclude)
+
         def write(conn: sqlite3.Connection) -> list[RunRecord]:
             now = time.time()
             rows = conn.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE "
-                "(status IN ('pending', 'retrying') AND next_attempt_at <= ?) "
-                "OR (status = 'running' AND lease_expires_at < ?) "
+                "((status IN ('pending', 'retrying') AND next_attempt_at <= ?) "
+                "OR (status = 'running' AND lease_expires_at < ?)) "
+                f"AND id NOT IN ({','.join('?' * len(skip))}) "
                 "ORDER BY next_attempt_at LIMIT ?",
-                (now, now, limit),
+                (now, now, *skip, limit),
             ).fetchall()
             claimed = []
             for row in rows:
                 record = _run_record(row)
+                token = f"{owner}/{new_id()}"
                 if record.status == "running":
                     _record_lost_attempt(conn, record, now)
                     record.attempt += 1
@@ -279,28 +325,29 @@ class SQLiteStore(Store):
                 conn.execute(
                     "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires_at = ?, "
                     "attempt = ?, attempts_total = ?, updated_at = ? WHERE id = ?",
-                    (owner, now + lease, record.attempt, record.attempts_total, now, record.id),
+                    (token, now + lease, record.attempt, record.attempts_total, now, record.id),
                 )
                 record.status = "running"
+                record.lease = token
                 claimed.append(record)
             return claimed
 
         return await self._write(write)
 
-    async def renew(self, owner: str, run_ids: list[str], lease: float) -> None:
-        if not run_ids:
+    async def renew(self, tokens: list[str], lease: float) -> None:
+        if not tokens:
             return
-        marks = ",".join("?" * len(run_ids))
+        marks = ",".join("?" * len(tokens))
         await self._write(
             lambda conn: conn.execute(
-                f"UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? "
-                f"AND status = 'running' AND id IN ({marks})",
-                (time.time() + lease, owner, *run_ids),
+                "UPDATE runs SET lease_expires_at = ? "
+                f"WHERE status = 'running' AND lease_owner IN ({marks})",
+                (time.time() + lease, *tokens),
             )
         )
 
     async def record(
-        self, owner: str, run_id: str, attempt: AttemptRecord | None, progress: Progress
+        self, token: str, run_id: str, attempt: AttemptRecord | None, progress: Progress
     ) -> bool:
         def write(conn: sqlite3.Connection) -> bool:
             keep_lease = progress.status == "running"
@@ -323,7 +370,7 @@ class SQLiteStore(Store):
                     keep_lease,
                     keep_lease,
                     run_id,
-                    owner,
+                    token,
                 ),
             ).rowcount
             if updated and attempt is not None:
