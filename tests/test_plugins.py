@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hookwise import hookspecs
-from tests.conftest import Hookwise, run_cli
+from tests.conftest import Hookwise, project, run_cli
 
 PLUGIN = """
 import time
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from hookwise.actions import ActionSpec
+from hookwise.actions import ActionSpec, IntegrationSpec
 from hookwise.errors import VerificationError
 from hookwise.event import Incoming
 from hookwise.hookspecs import hookimpl
@@ -30,9 +30,15 @@ class EchoParams(BaseModel):
     times: int = 1
 
 
+class EchoSettings(BaseModel):
+    prefix: str
+    shout: bool = False
+
+
 async def echo(params, context):
     context.log.info(f"echo attempt {context.attempt}")
-    output = {"echo": params.text * params.times, "rule": context.rule}
+    text = context.settings.prefix + params.text * params.times
+    output = {"echo": text.upper() if context.settings.shout else text, "rule": context.rule}
     return {**output, "key": context.idempotency_key}
 
 
@@ -57,8 +63,13 @@ def normalize(delivery, options):
 
 @hookimpl
 def hookwise_actions():
-    return [ActionSpec("echo", EchoParams, echo, "repeat text"),
+    return [ActionSpec("echo", EchoParams, echo, "repeat text", integration="echo-service"),
             ActionSpec("nap", EchoParams, nap, "block for a moment")]
+
+
+@hookimpl
+def hookwise_integrations():
+    return [IntegrationSpec("echo-service", EchoSettings, "where echoes go")]
 
 
 @hookimpl
@@ -91,6 +102,10 @@ rules:
         with: {text: "{{ data.what | reverse_text }}", times: "{{ data.n }}"}
       - uses: nap
         with: {text: "{{ steps.first.output.echo }}"}
+      - id: loud
+        uses: echo
+        with: {text: "{{ data.what }}"}
+        connection: {shout: true}
 """
 
 
@@ -99,7 +114,10 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("plugins")
     (root / "plugins").mkdir()
     (root / "plugins" / "example.py").write_text(PLUGIN)
-    extra = "  plain:\n    kind: plain\n    token: t0k\nplugins_dir: plugins/\n"
+    extra = (
+        "  plain:\n    kind: plain\n    token: t0k\nplugins_dir: plugins/\n"
+        "integrations:\n  echo-service: {prefix: '> '}\n"
+    )
     instance = Hookwise(root, RULES, extra=extra).start()
     yield instance
     instance.stop()
@@ -115,7 +133,7 @@ def test_hook_hookwise_actions(server: Hookwise):
     event_id = post_plain(server, "d-1").json()["event_id"]
     [run] = server.wait_for_runs(event_id, {"succeeded", "dead"})
     assert run["status"] == "succeeded", run
-    assert run["output"]["first"]["echo"] == "cbacba"
+    assert run["output"]["first"]["echo"] == "> cbacba"
     assert run["output"]["first"]["rule"] == "plain-echo"
     assert len(run["output"]["first"]["key"]) == 32
     assert run["output"]["nap#2"] == {"slept": True}
@@ -138,7 +156,33 @@ def test_hook_hookwise_sources(server: Hookwise):
 def test_hook_hookwise_prepare_jinja(server: Hookwise):
     event_id = post_plain(server, "d-3", n=1).json()["event_id"]
     [run] = server.wait_for_runs(event_id, {"succeeded"})
-    assert run["output"]["first"]["echo"] == "cba"
+    assert run["output"]["first"]["echo"] == "> cba"
+
+
+def test_hook_hookwise_integrations(server: Hookwise, tmp_path: Path):
+    # Settings come from `integrations:` in the config; `connection:` overrides per action.
+    event_id = post_plain(server, "d-4", n=1).json()["event_id"]
+    [run] = server.wait_for_runs(event_id, {"succeeded"})
+    assert run["output"]["first"]["echo"] == "> cba"
+    assert run["output"]["loud"]["echo"] == "> ABC"
+    # A missing setting is a check error naming where to add it.
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "example.py").write_text(PLUGIN)
+    extra = "  plain:\n    kind: plain\n    token: t\nplugins_dir: plugins/\n"
+    root = project(tmp_path, RULES, extra=extra)
+    result = run_cli("check", cwd=root)
+    assert result.returncode == 1
+    assert (
+        "rules/main.yaml:6:15: [error] rules[0].actions[0].uses: echo needs "
+        "`integrations.echo-service` in the config file" in result.stderr
+    )
+    assert "rules[0].actions[2].connection.prefix: required key is missing" in result.stderr
+    bad = extra + "integrations:\n  echo-servise: {prefix: x}\n"
+    result = run_cli("check", cwd=project(tmp_path, RULES, extra=bad))
+    assert (
+        "integrations.echo-servise: no installed plugin provides 'echo-servise'; "
+        "did you mean 'echo-service'?" in result.stderr
+    )
 
 
 def test_hook_hookwise_startup(server: Hookwise):
@@ -149,6 +193,7 @@ def test_hook_hookwise_shutdown(tmp_path: Path):
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "example.py").write_text(PLUGIN)
     extra = "  plain:\n    kind: plain\n    token: t\nplugins_dir: plugins/\n"
+    extra += "integrations:\n  echo-service: {prefix: ''}\n"
     instance = Hookwise(tmp_path, RULES, extra=extra).start()
     assert not (tmp_path / "stopped.txt").exists()
     instance.stop()
@@ -158,7 +203,7 @@ def test_hook_hookwise_shutdown(tmp_path: Path):
 def test_every_hook_has_a_test():
     hooks = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)]
     hooks = [name for name in hooks if name.startswith("hookwise_")]
-    assert len(hooks) == 5
+    assert len(hooks) == 6
     module = sys.modules[__name__]
     missing = [name for name in hooks if not hasattr(module, f"test_hook_{name}")]
     assert missing == []

@@ -29,6 +29,20 @@ class ActionSpec:
     params: type[BaseModel]
     run: Callable[[Any, ActionContext], Any]
     description: str = ""
+    integration: str | None = None
+
+
+@dataclass(frozen=True)
+class IntegrationSpec:
+    """Connection settings shared by a plugin's actions (`integrations.<name>` in the config).
+
+    A rule's action may override any of them with `connection:`; the merged settings are
+    validated by `settings` and handed to the action as `context.settings`.
+    """
+
+    name: str
+    settings: type[BaseModel]
+    description: str = ""
 
 
 def mask(text: str, secrets: Sequence[str]) -> str:
@@ -99,3 +113,4 @@ class ActionContext:
     idempotency_key: str
     config: Config
     log: RunLog = field(default_factory=lambda: RunLog("action"))
+    settings: Any = None

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from hookwise.engine import Engine
+from hookwise.errors import StoreError
 from hookwise.receiver import error
 from hookwise.store.base import EVENT_STATUSES
 
@@ -66,7 +67,10 @@ class Api:
 
     async def replay_event(self, request: Request) -> JSONResponse:
         event_id = request.path_params["event_id"]
-        runs = await self.engine.replay(event_id)
+        try:
+            runs = await self.engine.replay(event_id)
+        except StoreError:
+            return error(503, "store_unavailable", "cannot store new runs right now; try again")
         if runs is None:
             return error(404, "not_found", f"no event {event_id}")
         return JSONResponse({"event_id": event_id, "runs": runs}, status_code=202)

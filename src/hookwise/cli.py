@@ -279,21 +279,29 @@ def plugins(config_path: str, as_json: bool) -> None:
     report = {
         "plugins": registry.plugin_names(),
         "actions": {
-            name: {"description": spec.description, "params": spec.params.model_json_schema()}
+            name: {
+                "description": spec.description,
+                "integration": spec.integration,
+                "params": spec.params.model_json_schema(),
+            }
             for name, spec in sorted(registry.actions.items())
         },
         "sources": {
             name: {"description": kind.description, "options": kind.options.model_json_schema()}
             for name, kind in sorted(registry.sources.items())
         },
+        "integrations": {
+            name: {"description": spec.description, "settings": spec.settings.model_json_schema()}
+            for name, spec in sorted(registry.integrations.items())
+        },
     }
     if as_json:
         _print_json(report)
         return
-    for section in ("actions", "sources"):
+    for section in ("actions", "sources", "integrations"):
         click.echo(f"{section}:")
         for name, info in report[section].items():
-            schema = info.get("params") or info.get("options") or {}
+            schema = info.get("params") or info.get("options") or info.get("settings") or {}
             required = set(schema.get("required", []))
             fields = ", ".join(
                 f"{key}{'' if key in required else '?'}" for key in schema.get("properties", {})
@@ -306,4 +314,5 @@ def plugins(config_path: str, as_json: bool) -> None:
 @config_option
 def schema(config_path: str) -> None:
     """JSON Schema of rule files, for yaml-language-server and other editors."""
-    _print_json(rules_schema(_registry(config_path).actions))
+    registry = _registry(config_path)
+    _print_json(rules_schema(registry.actions, registry.integrations))

@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
 )
 
+from hookwise.actions import IntegrationSpec
 from hookwise.durations import Duration
 from hookwise.errors import ConfigError, Problem
 from hookwise.sources import SourceKind
@@ -69,6 +70,10 @@ class Config(BaseModel):
     egress: EgressConfig = Field(default_factory=EgressConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    integrations: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Connection settings per integration (slack, jira, …), checked by its plugin.",
+    )
     # Where the file was read from; relative paths in it are relative to its folder.
     base_dir: Path = Field(default=Path("."), exclude=True)
     _document: Document | None = PrivateAttr(default=None)
@@ -163,3 +168,22 @@ def bind_sources(config: Config, kinds: dict[str, SourceKind]) -> dict[str, Boun
     if problems:
         raise ConfigError(problems)
     return bound
+
+
+def check_integrations(config: Config, specs: dict[str, IntegrationSpec]) -> None:
+    """Validate each configured integration block against its plugin's settings schema."""
+    doc = config._document or Document(DEFAULT_PATH, None)
+    problems: list[Problem] = []
+    for name, block in config.integrations.items():
+        spec = specs.get(name)
+        if spec is None:
+            hint = did_you_mean(name, specs) or f"; installed: {', '.join(sorted(specs)) or 'none'}"
+            message = f"integrations.{name}: no installed plugin provides {name!r}{hint}"
+            problems.append(doc.problem(("integrations", name), message, at_key=True))
+            continue
+        try:
+            spec.settings.model_validate(block)
+        except ValidationError as exc:
+            problems.extend(problems_from(exc, doc, spec.settings, prefix=("integrations", name)))
+    if problems:
+        raise ConfigError(problems)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pluggy
 from jinja2.sandbox import SandboxedEnvironment
 
-from hookwise.actions import ActionSpec
+from hookwise.actions import ActionSpec, IntegrationSpec
 from hookwise.sources import SourceKind
 
 if TYPE_CHECKING:
@@ -26,6 +26,11 @@ hookimpl = pluggy.HookimplMarker("hookwise")
 @hookspec
 def hookwise_actions() -> list[ActionSpec]:
     """Return the actions this plugin provides, usable in rules as `uses: <name>`."""
+
+
+@hookspec
+def hookwise_integrations() -> list[IntegrationSpec]:
+    """Return the connection settings your actions share, configured as `integrations.<name>`."""
 
 
 @hookspec

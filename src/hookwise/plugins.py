@@ -16,7 +16,7 @@ import pluggy
 from jinja2.sandbox import SandboxedEnvironment
 
 from hookwise import hookspecs
-from hookwise.actions import ActionSpec
+from hookwise.actions import ActionSpec, IntegrationSpec
 from hookwise.errors import ConfigError, Problem
 from hookwise.sources import SourceKind
 
@@ -108,6 +108,9 @@ class Registry:
         )
         self.sources: dict[str, SourceKind] = self._collect(
             "hookwise_sources", "source kind", lambda spec: spec.kind
+        )
+        self.integrations: dict[str, IntegrationSpec] = self._collect(
+            "hookwise_integrations", "integration", lambda spec: spec.name
         )
 
     def _collect(self, hook_name: str, what: str, key: Callable[[Any], str]) -> dict[str, Any]:

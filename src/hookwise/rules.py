@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from hookwise.actions import ActionSpec
+from hookwise.actions import ActionSpec, IntegrationSpec
 from hookwise.durations import Duration
 from hookwise.errors import ConfigError, Problem
 from hookwise.globs import GlobError, compile_glob
@@ -75,6 +75,10 @@ class ActionCall(BaseModel):
     )
     uses: str = Field(description="The action's name, e.g. http.post (see `hookwise plugins`).")
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    connection: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overrides the integration's settings from the config for this action.",
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout: Duration | None = Field(
         default=None, gt=0, description="Per attempt; default: worker.action_timeout."
@@ -143,6 +147,8 @@ class RuleLoader:
 
     actions: dict[str, ActionSpec]
     templates: Templates
+    integrations: dict[str, IntegrationSpec] = field(default_factory=dict)
+    connections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def load(self, path: Path) -> list[Rule]:
         """All rules from a file or folder; raises ConfigError with every problem found."""
@@ -234,16 +240,43 @@ class RuleLoader:
                     doc.problem((*at, "uses"), f"{where}: unknown action {call.uses!r}{hint}")
                 )
                 continue
-            problems.extend(self._check_params(doc, (*at, "with"), spec, call.with_))
+            problems.extend(self._check_params(doc, (*at, "with"), spec.params, call.with_))
             for path, text in _strings(call.with_, (*at, "with")):
                 problems.extend(self._compile(doc, path, text, bare=False))
+            if spec.integration and raw.get("enabled", True) is not False:
+                problems.extend(self._check_connection(doc, at, spec, call))
+        return problems
+
+    def _check_connection(
+        self, doc: Document, at: tuple[Any, ...], spec: ActionSpec, call: ActionCall
+    ) -> list[Problem]:
+        """The config's settings plus this action's `connection:` must make a usable whole."""
+        assert spec.integration is not None
+        integration = self.integrations.get(spec.integration)
+        if integration is None:
+            message = f"{spec.name} needs the {spec.integration!r} integration, not installed"
+            return [doc.problem((*at, "uses"), f"{format_path((*at, 'uses'))}: {message}")]
+        base = self.connections.get(spec.integration, {})
+        if not base and not call.connection:
+            where = format_path((*at, "uses"))
+            return [
+                doc.problem(
+                    (*at, "uses"),
+                    f"{where}: {spec.name} needs `integrations.{spec.integration}` in the config "
+                    f"file, or `connection:` on this action (see `hookwise plugins`)",
+                )
+            ]
+        merged = {**base, **call.connection}
+        problems = self._check_params(doc, (*at, "connection"), integration.settings, merged)
+        for path, text in _strings(call.connection, (*at, "connection")):
+            problems.extend(self._compile(doc, path, text, bare=False))
         return problems
 
     def _check_params(
-        self, doc: Document, at: tuple[Any, ...], spec: ActionSpec, params: dict[str, Any]
+        self, doc: Document, at: tuple[Any, ...], model: type[BaseModel], params: dict[str, Any]
     ) -> list[Problem]:
         try:
-            spec.params.model_validate(params)
+            model.model_validate(params)
         except ValidationError as exc:
             # A templated value is checked after rendering; only literal mistakes count now.
             real = [
@@ -253,7 +286,7 @@ class RuleLoader:
             ]
             if real:
                 narrowed = ValidationError.from_exception_data(exc.title, real)  # type: ignore[arg-type]
-                return problems_from(narrowed, doc, spec.params, prefix=at)
+                return problems_from(narrowed, doc, model, prefix=at)
         return []
 
     def _compile(

@@ -26,6 +26,7 @@ from hookwise.config import Config
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.event import Event
 from hookwise.metrics import Metrics
+from hookwise.plugins import Registry
 from hookwise.rules import ActionCall, RetryPolicy
 from hookwise.store import AttemptRecord, RunRecord, Store
 from hookwise.store.base import Progress
@@ -87,13 +88,14 @@ class Runner:
     def __init__(
         self,
         store: Store,
-        actions: dict[str, ActionSpec],
+        registry: Registry,
         templates: Templates,
         config: Config,
         metrics: Metrics,
     ) -> None:
         self.store = store
-        self.actions = actions
+        self.actions = registry.actions
+        self.integrations = registry.integrations
         self.templates = templates
         self.config = config
         self.metrics = metrics
@@ -167,6 +169,17 @@ class Runner:
                 return
             state.step, state.attempt, state.outputs = progress.step, 0, progress.outputs
 
+    def _settings(
+        self, spec: ActionSpec, call: ActionCall, context: dict[str, Any], where: str
+    ) -> Any:
+        """The integration's settings from the config, overridden by the action's `connection`."""
+        if spec.integration is None:
+            return None
+        integration = self.integrations[spec.integration]
+        override = self.templates.render(call.connection, context, f"{where}, connection")
+        merged = {**self.config.integrations.get(spec.integration, {}), **override}
+        return integration.settings.model_validate(merged)
+
     async def _finish(
         self, run: RunRecord, record: AttemptRecord | None, progress: Progress
     ) -> bool:
@@ -195,6 +208,7 @@ class Runner:
         try:
             rendered = self.templates.render(call.with_, context, f"rule {run.rule}, {label}")
             params = spec.params.model_validate(rendered)
+            action_context.settings = self._settings(spec, call, context, f"rule {run.rule}")
             output = await asyncio.wait_for(invoke(spec, params, action_context), timeout)
         except RenderError as exc:
             return Outcome("dead", error=str(exc))

@@ -7,7 +7,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from hookwise.config import Config, bind_sources, load_config
+from hookwise.config import Config, bind_sources, check_integrations, load_config
 from hookwise.engine import Engine
 from hookwise.matcher import RuleIndex
 from hookwise.metrics import Metrics
@@ -41,7 +41,7 @@ class Service:
             owner = f"{socket.gethostname()}:{os.getpid()}"
             runner = Runner(
                 store,
-                self.registry.actions,
+                self.registry,
                 self.engine.templates,
                 self.config,
                 self.metrics,
@@ -76,8 +76,9 @@ def build_service(config_path: str | os.PathLike[str]) -> Service:
     plugins_dir = config.path(config.plugins_dir) if config.plugins_dir else None
     registry = load_registry(plugins_dir)
     sources = bind_sources(config, registry.sources)
+    check_integrations(config, registry.integrations)
     templates = make_environment(registry.prepare_jinja)
-    loader = RuleLoader(registry.actions, templates)
+    loader = RuleLoader(registry.actions, templates, registry.integrations, config.integrations)
     rules = loader.load(config.rules_path)
     engine = Engine(config, sources, registry.actions, templates, RuleIndex(rules))
     return Service(config, registry, loader, engine, Metrics())

@@ -43,7 +43,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "*" and _repeats(left, right) > MAX_REPEAT:
-            raise SecurityError(f"repeating a sequence more than {MAX_REPEAT} times is not allowed")
+            raise SecurityError(f"a repetition longer than {MAX_REPEAT} items is not allowed")
         if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
             raise SecurityError(f"exponents above {MAX_EXPONENT} are not allowed")
         return super().call_binop(context, operator, left, right)

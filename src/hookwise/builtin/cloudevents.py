@@ -83,8 +83,8 @@ def decode_data(raw: bytes, content_type: str | None, what: str) -> Any:
         return base64.b64encode(raw).decode()
     if not media:  # no Content-Type: JSON if it is JSON (the JSON format's default), else text
         try:
-            return json.loads(text)
-        except (ValueError, RecursionError):
+            return parse_json(raw, what)
+        except PayloadError:
             return text
     return text
 
