@@ -169,6 +169,17 @@ class Runner:
                 return
             state.step, state.attempt, state.outputs = progress.step, 0, progress.outputs
 
+    def _params(
+        self, spec: ActionSpec, call: ActionCall, context: dict[str, Any], where: str
+    ) -> Any:
+        """Rendered and validated `with`; a mistake here cannot heal by retrying."""
+        try:
+            return spec.params.model_validate(self.templates.render(call.with_, context, where))
+        except RenderError as exc:
+            raise PermanentFailure(str(exc)) from exc
+        except ValidationError as exc:
+            raise PermanentFailure(f"parameters invalid after rendering: {summarize(exc)}") from exc
+
     def _settings(
         self, spec: ActionSpec, call: ActionCall, context: dict[str, Any], where: str
     ) -> Any:
@@ -176,9 +187,17 @@ class Runner:
         if spec.integration is None:
             return None
         integration = self.integrations[spec.integration]
-        override = self.templates.render(call.connection, context, f"{where}, connection")
-        merged = {**self.config.integrations.get(spec.integration, {}), **override}
-        return integration.settings.model_validate(merged)
+        try:
+            override = self.templates.render(call.connection, context, f"{where}, connection")
+            merged = {**self.config.integrations.get(spec.integration, {}), **override}
+            return integration.settings.model_validate(merged)
+        except RenderError as exc:
+            raise PermanentFailure(str(exc)) from exc
+        except ValidationError as exc:
+            raise PermanentFailure(
+                f"integrations.{spec.integration} settings invalid: {summarize(exc)}; "
+                "check hookwise.yaml and the action's `connection:`"
+            ) from exc
 
     async def _finish(
         self, run: RunRecord, record: AttemptRecord | None, progress: Progress
@@ -206,14 +225,9 @@ class Runner:
         action_context = ActionContext(event, run.rule, label, number, key, self.config, log)
         timeout = call.timeout or self.config.worker.action_timeout
         try:
-            rendered = self.templates.render(call.with_, context, f"rule {run.rule}, {label}")
-            params = spec.params.model_validate(rendered)
+            params = self._params(spec, call, context, f"rule {run.rule}, {label}")
             action_context.settings = self._settings(spec, call, context, f"rule {run.rule}")
             output = await asyncio.wait_for(invoke(spec, params, action_context), timeout)
-        except RenderError as exc:
-            return Outcome("dead", error=str(exc))
-        except ValidationError as exc:
-            return Outcome("dead", error=f"parameters invalid after rendering: {summarize(exc)}")
         except PermanentFailure as exc:
             return Outcome("dead", error=str(exc))
         except RetryLater as exc:
