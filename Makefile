@@ -7,10 +7,14 @@ export ARTIFACTORY_WEBHOOK_SECRET
 
 .PHONY: serve test lint clean
 
-$(STAMP): pyproject.toml
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
+
+# hookwise itself, then the integration plugins, each its own distribution registered
+# through the `hookwise` entry point exactly as a third-party plugin would be.
+$(STAMP): pyproject.toml $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $(STAMP)
 
 serve: $(STAMP)

@@ -158,7 +158,7 @@ def test_templated_values_are_checked_after_rendering_not_before(tmp_path: Path)
     )
     result = run_cli("check", cwd=project(tmp_path, rules))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok: 1 rules, 1 sources, 2 actions installed"
+    assert result.stdout.startswith("ok: 1 rules, 1 sources, ")
 
 
 @pytest.mark.parametrize(
@@ -329,7 +329,7 @@ def test_plugins_lists_actions_and_sources_with_schemas(tmp_path: Path):
     root = project(tmp_path, "rules: []\n")
     result = run_cli("plugins", "--json", cwd=root)
     report = json.loads(result.stdout)
-    assert set(report["actions"]) == {"log", "http.post"}
+    assert {"log", "http.post"} <= set(report["actions"])
     assert report["actions"]["http.post"]["params"]["required"] == ["url"]
     assert "json" in report["actions"]["http.post"]["params"]["properties"]
     assert set(report["sources"]) == {
@@ -346,7 +346,9 @@ def test_schema_describes_rules_and_action_params(tmp_path: Path):
     result = run_cli("schema", cwd=project(tmp_path, "rules: []\n"))
     schema = json.loads(result.stdout)
     call = schema["$defs"]["ActionCall"]
-    assert call["properties"]["uses"]["enum"] == ["http.post", "log"]
+    enum = call["properties"]["uses"]["enum"]
+    assert {"http.post", "log"} <= set(enum)
+    assert enum == sorted(enum)
     branch = next(b for b in call["allOf"] if b["if"]["properties"]["uses"]["const"] == "log")
     assert "message" in branch["then"]["properties"]["with"]["properties"]
     assert set(schema["$defs"]["When"]["properties"]) == {

@@ -26,7 +26,8 @@ def test_hook_signature_is_documented(hook):
 
 
 @pytest.mark.parametrize(
-    "page", ["rules.md", "configuration.md", "sources.md", "plugins.md", "api.md"]
+    "page",
+    ["rules.md", "configuration.md", "sources.md", "integrations.md", "plugins.md", "api.md"],
 )
 def test_readme_links_every_doc_page(page):
     assert f"(docs/{page})" in (DOCS.parent / "README.md").read_text()

@@ -114,3 +114,6 @@ class ActionContext:
     config: Config
     log: RunLog = field(default_factory=lambda: RunLog("action"))
     settings: Any = None
+    # Seconds this attempt may take before hookwise stops waiting for it: an action that
+    # polls (a build, a deploy) should finish or give up before then.
+    timeout: float | None = None

@@ -13,11 +13,12 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 
-from hookwise.errors import EgressDenied
+from hookwise.errors import EgressDenied, PermanentFailure, RetryLater
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -145,3 +146,22 @@ def guarded_client(policy: EgressPolicy, timeout: float) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=GuardedTransport(policy), timeout=timeout, follow_redirects=False, trust_env=False
     )
+
+
+def check_url(url: str, allow: Iterable[str], what: str) -> None:
+    """For clients we cannot hand a guarded transport (jira, python-jenkins, slack-sdk).
+
+    Resolves the URL's host and refuses it unless every address passes the policy,
+    like http.post. Blocking: call it from a sync action, which runs in a thread.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise RetryLater(f"cannot resolve the {what} host {host}: {exc}") from exc
+    addresses = sorted({str(info[4][0]).split("%")[0] for info in infos})
+    policy = EgressPolicy(allow)
+    if not all(policy.permits(host, ipaddress.ip_address(a)) for a in addresses):
+        raise PermanentFailure(f"{what}: {policy.denial(host, addresses)}")

@@ -163,8 +163,12 @@ class Engine:
         except RenderError as exc:
             return {"error": str(exc)}
         except ValidationError as exc:
-            error = f"parameters invalid after rendering: {summarize(exc)}"
-            return {"params": rendered, "error": error}
+            # Values that depend on earlier actions' outputs are only known when they run.
+            real = [e for e in exc.errors() if not isinstance(e.get("input"), _Pending)]
+            if real:
+                narrowed = ValidationError.from_exception_data(exc.title, real)  # type: ignore[arg-type]
+                error = f"parameters invalid after rendering: {summarize(narrowed)}"
+                return {"params": rendered, "error": error}
         return {"params": rendered}
 
 

@@ -257,7 +257,7 @@ class RuleLoader:
             message = f"{spec.name} needs the {spec.integration!r} integration, not installed"
             return [doc.problem((*at, "uses"), f"{format_path((*at, 'uses'))}: {message}")]
         base = self.connections.get(spec.integration, {})
-        if not base and not call.connection:
+        if spec.integration not in self.connections and not call.connection:
             where = format_path((*at, "uses"))
             return [
                 doc.problem(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2.exceptions import SecurityError
-from pydantic import ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from hookwise.actions import ActionContext, ActionSpec, RunLog, action_label, redact
 from hookwise.config import Config
@@ -96,6 +96,12 @@ class Runner:
         self.store = store
         self.actions = registry.actions
         self.integrations = registry.integrations
+        self.integration_secrets = [
+            secret
+            for name, block in config.integrations.items()
+            if name in registry.integrations
+            for secret in secret_values(registry.integrations[name].settings.model_validate(block))
+        ]
         self.templates = templates
         self.config = config
         self.metrics = metrics
@@ -128,6 +134,7 @@ class Runner:
         event = await self.store.get_event(run.event_id)
         calls = [ActionCall.model_validate(a) for a in run.spec["actions"]]
         secrets = [os.environ[n] for n in run.spec.get("env", []) if os.environ.get(n)]
+        secrets += self.integration_secrets
         while state.step < len(calls):
             step, attempt, outputs = state.step, state.attempt, state.outputs
             call = calls[step]
@@ -224,6 +231,7 @@ class Runner:
         key = hashlib.sha256(f"{run.id}:{label}".encode()).hexdigest()[:32]
         action_context = ActionContext(event, run.rule, label, number, key, self.config, log)
         timeout = call.timeout or self.config.worker.action_timeout
+        action_context.timeout = timeout
         try:
             params = self._params(spec, call, context, f"rule {run.rule}, {label}")
             action_context.settings = self._settings(spec, call, context, f"rule {run.rule}")
@@ -241,6 +249,19 @@ class Runner:
         except (TypeError, ValueError) as exc:
             return Outcome("dead", error=f"{call.uses} returned output that is not JSON: {exc}")
         return Outcome("succeeded", output=output)
+
+
+def secret_values(value: Any) -> list[str]:
+    """Every SecretStr inside a settings model, so it is masked wherever it might appear."""
+    if isinstance(value, SecretStr):
+        return [value.get_secret_value()] if value.get_secret_value() else []
+    if isinstance(value, BaseModel):
+        return [s for name in type(value).model_fields for s in secret_values(getattr(value, name))]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in secret_values(item)]
+    if isinstance(value, list | tuple):
+        return [s for item in value for s in secret_values(item)]
+    return []
 
 
 @dataclass

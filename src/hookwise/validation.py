@@ -6,6 +6,7 @@ import difflib
 import types
 from collections.abc import Iterable
 from typing import Annotated, Any, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
@@ -16,6 +17,22 @@ from hookwise.yamlpos import Document, Path, format_path
 def did_you_mean(name: object, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def http_url(value: str, name: str = "url", *, root: bool = False) -> str:
+    """A validator for integration settings: an http(s) URL with a host and no credentials.
+
+    With `root`, also no query or fragment: the URL is a base that paths are added to.
+    Messages never repeat the value, which may carry a token (webhook URLs do).
+    """
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{name} must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ValueError(f"{name} must not contain credentials; use the token settings")
+    if root and (parts.query or parts.fragment):
+        raise ValueError(f"{name} must be a root URL, without ? or #")
+    return value
 
 
 def summarize(exc: ValidationError) -> str:

@@ -1,0 +1,668 @@
+"""Slack for hookwise: `slack.message` posts (or replies in a thread), `slack.update` edits.
+
+Settings (`integrations.slack`): a bot `token` for the Web API and/or an incoming
+`webhook_url`. With a token, messages go through `chat.postMessage` and can be threaded
+and updated; with only a webhook, they go to the webhook's fixed channel, and Slack
+answers without a `ts`, so such messages cannot be replied to or updated.
+
+Outputs (JSON, for later actions as `steps.<id>.output`):
+
+- `slack.message` → `{"channel": "C0123", "ts": "1700000000.000100", "thread_ts": null,
+  "via": "web_api"}`; `channel` is the channel ID Slack answered with (what `slack.update`
+  needs), `thread_ts` the parent's ts for a reply. Through a webhook:
+  `{"channel": null, "ts": null, "thread_ts": null, "via": "webhook"}`.
+- `slack.update` → `{"channel": "C0123", "ts": "1700000000.000100"}`.
+
+Failures follow Slack's contract: HTTP 429 retries after its Retry-After; 5xx, connection
+errors and the `ok: false` errors Slack calls transient (`internal_error`,
+`service_unavailable`, …) retry; every other `ok: false` error (bad token, missing scope,
+unknown channel, invalid blocks, …) is permanent. slack_sdk's own retry handlers are
+switched off so hookwise's retry policy alone decides.
+
+Slack cannot deduplicate `chat.postMessage`, so each message carries the action's
+idempotency key in its metadata; a retry first looks for a message with that key (when
+the channel is given by ID and the token may read history) and returns it instead of
+posting twice.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web import SlackResponse
+from slack_sdk.webhook import WebhookClient, WebhookResponse
+
+from hookwise.actions import ActionContext, ActionSpec, IntegrationSpec, mask
+from hookwise.builtin.http_post import retry_after
+from hookwise.durations import Duration
+from hookwise.egress import check_url
+from hookwise.errors import PermanentFailure, RetryLater
+from hookwise.event import Event
+from hookwise.hookspecs import hookimpl
+from hookwise.validation import http_url
+
+DEFAULT_BASE_URL = "https://slack.com/api/"
+METADATA_TYPE = "hookwise_action"
+# Channel, group (private) and direct-message IDs; names need a lookup Slack's history API lacks.
+CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+TS = re.compile(r"^\d+\.\d+$")
+CLOCK_SKEW = 300.0
+
+# slack_sdk logs failed requests itself, webhook URL included; every failure is reported
+# by hookwise instead, classified and with secrets masked.
+_SDK_LOG = logging.getLogger("hookwise_slack.sdk")
+_SDK_LOG.setLevel(logging.CRITICAL)
+
+RETRYABLE = {
+    "fatal_error",
+    "internal_error",
+    "service_unavailable",
+    "request_timeout",
+    "ratelimited",
+    "rate_limited",
+}
+
+# `ok: false` errors whose fix is known; `{channel}` and `{ts}` are filled in.
+HINTS = {
+    "invalid_auth": "the token is not valid: check integrations.slack.token (a bot token, xoxb-…)",
+    "not_authed": "no token reached Slack: check integrations.slack.token",
+    "account_inactive": "the token's user or app is deactivated: reinstall the app",
+    "token_revoked": "the token was revoked: reinstall the app and update integrations.slack.token",
+    "token_expired": "the token expired (token rotation is on): issue a new one",
+    "no_permission": "the token may not do this in this workspace: check the app's permissions",
+    "ekm_access_denied": "an administrator has suspended this app's access (EKM)",
+    "channel_not_found": (
+        "Slack knows no channel {channel} that the app can see: check the name or ID, "
+        "and invite the app to a private channel"
+    ),
+    "not_in_channel": (
+        "the app is not a member of {channel}: invite it (/invite @app), or grant the "
+        "chat:write.public scope to post in public channels without joining"
+    ),
+    "is_archived": "{channel} is archived: unarchive it or post elsewhere",
+    "msg_too_long": "the message text is longer than Slack allows (40,000 characters)",
+    "no_text": "the message has neither text nor blocks",
+    "too_many_blocks": "a message may have at most 50 blocks",
+    "message_not_found": (
+        "there is no message with ts {ts} in {channel}: pass the channel ID and ts from "
+        "slack.message's output (steps.<id>.output.channel / .ts)"
+    ),
+    "cant_update_message": (
+        "the message at ts {ts} cannot be edited with this token: only messages the same "
+        "app posted can be updated"
+    ),
+    "edit_window_closed": "the workspace no longer allows editing the message at ts {ts}",
+    "restricted_action": "a workspace preference forbids the app to post in {channel}",
+}
+BLOCK_ERRORS = {"invalid_blocks", "invalid_blocks_format"}
+
+WEBHOOK_HINTS = {
+    "invalid_payload": "Slack could not read the message: check `blocks`",
+    "no_text": "the message has neither text nor blocks",
+    "invalid_token": "the webhook URL is not valid: check integrations.slack.webhook_url",
+    "no_service": (
+        "the webhook no longer exists (removed, or the app was uninstalled): create a new "
+        "incoming webhook and update integrations.slack.webhook_url"
+    ),
+    "no_active_hooks": "the webhook is disabled: enable it in the app's settings",
+    "action_prohibited": "an administrator has restricted posting to this webhook's channel",
+    "channel_not_found": "the webhook's channel is gone: create a new webhook",
+    "channel_is_archived": "the webhook's channel is archived: unarchive it",
+    "posting_to_general_channel_denied": "only admins may post in the webhook's channel",
+    "too_many_attachments": "a message may have at most 100 attachments",
+}
+
+
+class SlackSettings(BaseModel):
+    """Where and as whom to post: a bot token for the Web API, or an incoming webhook."""
+
+    # Errors must not quote a mistyped token or webhook URL back into logs.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bot token (xoxb-…) with the chat:write scope; posts, threads and updates.",
+    )
+    webhook_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Incoming-webhook URL (https://hooks.slack.com/services/…); used when no token "
+            "is set. Posts to the webhook's channel only: no threads, no updates."
+        ),
+    )
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL, description="Web API root; change it only for a proxy or test."
+    )
+    default_channel: str | None = Field(
+        default=None, description="Channel for slack.message when the action names none."
+    )
+    timeout: Duration = Field(default=10.0, gt=0, description="Per request, e.g. 10s.")
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is None:
+            return None
+        value = token.get_secret_value()
+        if not value.strip():
+            raise ValueError("token is empty")
+        if not value.startswith("xox") or any(c.isspace() for c in value):
+            raise ValueError("token must be a Slack token: xoxb-… for a bot, xoxp-… for a user")
+        return token
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_shape(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            http_url(url.get_secret_value(), "webhook_url")  # the message never echoes it
+        return url
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_shape(cls, url: str) -> str:
+        return http_url(url, "base_url")
+
+    @field_validator("default_channel")
+    @classmethod
+    def _channel_shape(cls, channel: str | None) -> str | None:
+        if channel is not None and not channel.strip("# "):
+            raise ValueError("default_channel is empty")
+        return channel
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SlackSettings:
+        if self.token is None and self.webhook_url is None:
+            raise ValueError("set `token` (a bot token) or `webhook_url` (an incoming webhook)")
+        return self
+
+    def secrets(self) -> list[str]:
+        return [s.get_secret_value() for s in (self.token, self.webhook_url) if s is not None]
+
+
+def _blocks(value: Any) -> Any:
+    """Accept Block Kit Builder's JSON too: a string, or an object with `blocks`."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"blocks is a string but not JSON: {exc}") from None
+    if isinstance(value, dict) and "blocks" in value:
+        value = value["blocks"]
+    return value
+
+
+def _ts(value: Any) -> Any:
+    if value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("quote a Slack ts ('1700000000.000100'): as a number it loses digits")
+    if isinstance(value, str) and not TS.match(value):
+        raise ValueError(f"a Slack ts looks like 1700000000.000100, got {value!r}")
+    return value
+
+
+class MessageParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str | None = Field(
+        default=None,
+        description="Channel ID (C0123…) or name (#deploys); default: the default_channel setting.",
+    )
+    text: str | None = Field(
+        default=None,
+        description="Message text (mrkdwn); default: a one-line summary of the event.",
+    )
+    blocks: list[dict[str, Any]] | None = Field(
+        default=None,
+        description=(
+            "Block Kit blocks. Left out: a layout showing the event and its artifact. "
+            "[]: the text alone."
+        ),
+    )
+    thread_ts: str | None = Field(
+        default=None,
+        description="Reply in this message's thread, e.g. {{ steps.notify.output.ts }}.",
+    )
+    reply_broadcast: bool = Field(
+        default=False, description="Show a threaded reply in the channel too."
+    )
+
+    _parse_blocks = field_validator("blocks", mode="before")(_blocks)
+    _check_ts = field_validator("thread_ts", mode="before")(_ts)
+
+
+class UpdateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str = Field(
+        description="Channel ID of the message: {{ steps.notify.output.channel }}."
+    )
+    ts: str = Field(description="The message's ts: {{ steps.notify.output.ts }}.")
+    text: str | None = Field(default=None, description="New text (mrkdwn).")
+    blocks: list[dict[str, Any]] | None = Field(
+        default=None,
+        description=(
+            "New Block Kit blocks. Left out: the event layout with the new text. "
+            "[]: remove the blocks."
+        ),
+    )
+
+    _parse_blocks = field_validator("blocks", mode="before")(_blocks)
+    _check_ts = field_validator("ts", mode="before")(_ts)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _something_new(cls, data: Any) -> Any:
+        # Before the fields, so `hookwise check` says so even when `ts` is a template.
+        if isinstance(data, dict) and data.get("text") is None and data.get("blocks") is None:
+            raise ValueError("give `text`, `blocks` or both")
+        return data
+
+
+# ---------------------------------------------------------------------------------------
+# The default layout
+
+
+def _escape(value: Any) -> str:
+    """Slack mrkdwn treats &, < and > as control characters."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def short_digest(digest: str | None) -> str | None:
+    """`sha256:ee34c5…` → `sha256:ee34c5c94b4d`: enough to tell images apart."""
+    if not digest:
+        return None
+    algorithm, _, hexpart = digest.rpartition(":")
+    return f"{algorithm}:{hexpart[:12]}" if algorithm else hexpart[:12]
+
+
+def artifact_label(artifact: dict[str, Any] | None) -> str | None:
+    """`image:tag`, `image@sha256:short`, or the path: how people name an artifact."""
+    if not artifact:
+        return None
+    image, tag = artifact.get("image"), artifact.get("tag")
+    if image:
+        if tag:
+            return f"{image}:{tag}"
+        digest = short_digest(artifact.get("digest"))
+        return f"{image}@{digest}" if digest else str(image)
+    return artifact.get("path") or artifact.get("name")
+
+
+def summary(event: Event) -> str:
+    """One line for notifications and screen readers: what happened, to what."""
+    what = f"{event.source}: {event.domain} {event.event_type}"
+    label = artifact_label(event.as_dict()["artifact"])
+    return f"{what} {label}" if label else what
+
+
+def default_blocks(text: str, event: Event, rule: str) -> list[dict[str, Any]]:
+    """The text, then what happened, where, to which artifact (linked when it has a URL)."""
+    artifact = event.as_dict()["artifact"]
+    facts: list[tuple[str, str]] = [
+        ("Event", f"{event.source} · {event.domain} · {event.event_type}")
+    ]
+    if artifact:
+        if artifact.get("repository"):
+            facts.append(("Repository", _escape(artifact["repository"])))
+        label = artifact_label(artifact)
+        url = artifact.get("url")
+        if label and isinstance(url, str) and url.startswith(("http://", "https://")):
+            link = url.replace("|", "%7C").replace(">", "%3E")
+            facts.append(("Artifact", f"<{link}|{_escape(label)}>"))
+        elif label:
+            facts.append(("Artifact", f"`{_escape(label)}`"))
+        digest = short_digest(artifact.get("digest"))
+        if digest and artifact.get("tag"):  # without a tag, the label shows the digest already
+            facts.append(("Digest", f"`{_escape(digest)}`"))
+    elif isinstance(event.data, dict):
+        scalars = [(k, v) for k, v in event.data.items() if isinstance(v, str | int | float)]
+        facts.extend((_escape(key), _escape(value)) for key, value in scalars[:5])
+    fields = [
+        {"type": "mrkdwn", "text": _cut(f"*{label}*\n{value}", 2000)} for label, value in facts
+    ]
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, 3000)}},
+        {"type": "section", "fields": fields[:10]},
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": _cut(f"hookwise · rule `{_escape(rule)}` · event `{event.id}`", 2000),
+                }
+            ],
+        },
+    ]
+
+
+def _content(
+    text: str | None, blocks: list[dict[str, Any]] | None, context: ActionContext
+) -> tuple[str, list[dict[str, Any]] | None]:
+    """The text (never empty: it is the notification) and the blocks to send (None: none)."""
+    body = text if text and text.strip() else summary(context.event)
+    if blocks is None:
+        return body, default_blocks(body, context.event, context.rule)
+    return body, blocks
+
+
+# ---------------------------------------------------------------------------------------
+# Talking to Slack
+
+
+def _check_egress(settings: SlackSettings, context: ActionContext) -> None:
+    """The same egress policy as http.post: a local Slack stand-in must be allowed."""
+    url = settings.base_url if settings.token else settings.webhook_url.get_secret_value()  # type: ignore[union-attr]
+    check_url(url, context.config.egress.allow, "Slack")
+
+
+def _web(settings: SlackSettings) -> WebClient:
+    assert settings.token is not None
+    return WebClient(
+        token=settings.token.get_secret_value(),
+        base_url=settings.base_url,
+        timeout=settings.timeout,  # type: ignore[arg-type]  # urllib takes float seconds
+        logger=_SDK_LOG,
+        retry_handlers=[],
+    )
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in dict(headers or {}).items():
+        if key.lower() == name:
+            return value[0] if isinstance(value, list) else value
+    return None
+
+
+def _api_failure(
+    method: str, response: SlackResponse, channel: str | None, ts: str | None
+) -> Exception:
+    """Slack's answer, classified: what failed, Slack's words, and what to check."""
+    status = response.status_code
+    data = response.data if isinstance(response.data, dict) else {}
+    error = str(data.get("error") or "unknown_error")
+    where = f"Slack {method}" + (f" to {channel}" if channel and method != "chat.update" else "")
+    if status == 429:
+        delay = retry_after(_header(response.headers, "retry-after"))
+        after = f"; retrying after {delay:g}s" if delay is not None else ""
+        return RetryLater(f"{where} was rate-limited (HTTP 429){after}", delay=delay)
+    if status >= 500:
+        return RetryLater(f"{where} failed: HTTP {status} from Slack ({_cut(error, 200)})")
+    if status != 200 or "non-JSON" in error:
+        return PermanentFailure(
+            f"{where} answered HTTP {status} ({_cut(error, 200)}): is "
+            f"integrations.slack.base_url the Slack Web API (https://slack.com/api/)?"
+        )
+    if error in RETRYABLE:
+        return RetryLater(f"{where} failed ({error}): a transient Slack error")
+    if error == "missing_scope":
+        needed = data.get("needed") or "?"
+        provided = data.get("provided") or "none"
+        return PermanentFailure(
+            f"{where} failed (missing_scope): the token lacks the {needed} scope "
+            f"(it has {provided}); add {needed} under OAuth & Permissions, reinstall the app, "
+            f"and update the token"
+        )
+    if error in BLOCK_ERRORS:
+        details = data.get("errors") or (data.get("response_metadata") or {}).get("messages")
+        said = "; ".join(str(d) for d in (details or [])[:3]) or "no details"
+        return PermanentFailure(
+            f"{where} failed ({error}): Slack refused the blocks: {_cut(said, 500)}; "
+            f"try them in Block Kit Builder"
+        )
+    hint = HINTS.get(error)
+    if hint is None:
+        return PermanentFailure(
+            f"{where} failed ({_cut(error, 200)}); see "
+            f"https://api.slack.com/methods/{method}#errors"
+        )
+    return PermanentFailure(
+        f"{where} failed ({error}): {hint.format(channel=channel or '?', ts=ts or '?')}"
+    )
+
+
+def _call(
+    method: str,
+    settings: SlackSettings,
+    request: Callable[[], Any],
+    channel: str | None = None,
+    ts: str | None = None,
+) -> Any:
+    """Run one request; every failure becomes RetryLater or PermanentFailure, secrets masked."""
+    try:
+        return request()
+    except SlackApiError as exc:
+        failure = _api_failure(method, exc.response, channel, ts)
+    except SlackClientError as exc:  # refused before sending (e.g. a bad proxy setting)
+        failure = PermanentFailure(f"Slack {method} could not be sent: {exc}")
+    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, refused, reset
+        reason = getattr(exc, "reason", None) or exc
+        if isinstance(reason, TimeoutError):
+            failure = RetryLater(f"Slack {method} timed out after {settings.timeout:g}s")
+        else:
+            url = settings.base_url if settings.token else settings.webhook_url
+            host = urlsplit(url if isinstance(url, str) else url.get_secret_value()).hostname
+            failure = RetryLater(f"Slack {method} could not reach {host}: {reason}")
+    failure.args = (mask(str(failure), settings.secrets()),)
+    raise failure
+
+
+def _earlier_post(
+    client: WebClient,
+    settings: SlackSettings,
+    channel: str,
+    thread_ts: str | None,
+    context: ActionContext,
+) -> dict[str, Any] | None:
+    """A message an earlier attempt of this action posted before its answer got lost."""
+    if not CHANNEL_ID.match(channel):
+        context.log.info(
+            f"retry: cannot look for an earlier post in {channel} by name (history needs the "
+            f"channel ID); posting again"
+        )
+        return None
+    # From a little before the event arrived: Slack's clock and ours may differ a bit.
+    since = f"{max(0.0, context.event.received_at - CLOCK_SKEW):.6f}"
+    try:
+        if thread_ts:
+            answer = client.conversations_replies(
+                channel=channel, ts=thread_ts, oldest=since, include_all_metadata=True, limit=200
+            )
+        else:
+            answer = client.conversations_history(
+                channel=channel, oldest=since, include_all_metadata=True, limit=200
+            )
+    except (SlackApiError, SlackClientError, OSError, http.client.HTTPException) as exc:
+        reason = exc.response.get("error") if isinstance(exc, SlackApiError) else exc
+        message = f"retry: could not look for an earlier post ({reason}); posting again"
+        context.log.warning(mask(message, settings.secrets()))
+        return None
+    for message in answer.get("messages") or []:
+        metadata = message.get("metadata") or {}
+        payload = metadata.get("event_payload") or {}
+        ours = metadata.get("event_type") == METADATA_TYPE
+        if (
+            ours
+            and payload.get("key") == context.idempotency_key
+            and message.get("ts") != thread_ts
+        ):
+            return message
+    return None
+
+
+def post_message(params: MessageParams, context: ActionContext) -> dict[str, Any]:
+    settings: SlackSettings = context.settings
+    text, blocks = _content(params.text, params.blocks, context)
+    _check_egress(settings, context)
+    if settings.token is None:
+        return _post_webhook(params, settings, text, blocks, context)
+    channel = params.channel or settings.default_channel
+    if not channel:
+        raise PermanentFailure(
+            "slack.message needs a channel: give `channel`, or set "
+            "integrations.slack.default_channel"
+        )
+    client = _web(settings)
+    if context.attempt > 1:
+        earlier = _earlier_post(client, settings, channel, params.thread_ts, context)
+        if earlier is not None:
+            context.log.info(f"an earlier attempt already posted ts {earlier.get('ts')}")
+            return _message_output(channel, earlier, params.thread_ts)
+    metadata = {
+        "event_type": METADATA_TYPE,
+        "event_payload": {
+            "key": context.idempotency_key,
+            "rule": context.rule,
+            "event_id": context.event.id,
+        },
+    }
+    answer = _call(
+        "chat.postMessage",
+        settings,
+        lambda: client.chat_postMessage(
+            channel=channel,
+            text=text,
+            blocks=blocks or None,
+            thread_ts=params.thread_ts,
+            reply_broadcast=params.reply_broadcast or None,
+            metadata=metadata,
+        ),
+        channel=channel,
+    )
+    output = {
+        "channel": answer.get("channel") or channel,
+        "ts": answer.get("ts"),
+        "thread_ts": params.thread_ts,
+        "via": "web_api",
+    }
+    where = f"thread {params.thread_ts} in " if params.thread_ts else ""
+    context.log.info(f"posted to {where}{channel} ({output['channel']}) as ts {output['ts']}")
+    return output
+
+
+def _message_output(
+    channel: str, message: dict[str, Any], thread_ts: str | None = None
+) -> dict[str, Any]:
+    return {
+        "channel": channel,
+        "ts": message.get("ts"),
+        "thread_ts": thread_ts or message.get("thread_ts"),
+        "via": "web_api",
+    }
+
+
+def _post_webhook(
+    params: MessageParams,
+    settings: SlackSettings,
+    text: str,
+    blocks: list[dict[str, Any]] | None,
+    context: ActionContext,
+) -> dict[str, Any]:
+    if params.thread_ts:
+        raise PermanentFailure(
+            "slack.message cannot reply in a thread through an incoming webhook (it has no "
+            "thread_ts and returns no ts): set integrations.slack.token to a bot token"
+        )
+    if params.channel:
+        context.log.warning(
+            f"channel {params.channel} ignored: an incoming webhook posts to the channel "
+            f"chosen when it was created"
+        )
+    assert settings.webhook_url is not None
+    client = WebhookClient(
+        settings.webhook_url.get_secret_value(),
+        timeout=settings.timeout,  # type: ignore[arg-type]
+        logger=_SDK_LOG,
+        retry_handlers=[],
+    )
+    response = _call(
+        "incoming webhook", settings, lambda: client.send(text=text, blocks=blocks or None)
+    )
+    _check_webhook(response, settings)
+    context.log.info("posted through the incoming webhook")
+    return {"channel": None, "ts": None, "thread_ts": None, "via": "webhook"}
+
+
+def _check_webhook(response: WebhookResponse, settings: SlackSettings) -> None:
+    """Webhooks answer `ok`, or an HTTP error with a one-word reason."""
+    status, body = response.status_code, (response.body or "").strip()
+    if status == 200 and body == "ok":
+        return
+    said = _cut(mask(body, settings.secrets()), 200) or "no reason given"
+    where = "Slack incoming webhook"
+    if status == 429:
+        delay = retry_after(_header(response.headers, "retry-after"))
+        after = f"; retrying after {delay:g}s" if delay is not None else ""
+        raise RetryLater(f"{where} was rate-limited (HTTP 429){after}", delay=delay)
+    if status >= 500:
+        raise RetryLater(f"{where} failed: HTTP {status} ({said})")
+    hint = WEBHOOK_HINTS.get(body, "check integrations.slack.webhook_url and the message")
+    raise PermanentFailure(f"{where} refused the message: HTTP {status} ({said}): {hint}")
+
+
+def update_message(params: UpdateParams, context: ActionContext) -> dict[str, Any]:
+    settings: SlackSettings = context.settings
+    if settings.token is None:
+        raise PermanentFailure(
+            "slack.update needs integrations.slack.token: incoming webhooks cannot edit messages"
+        )
+    _check_egress(settings, context)
+    text, blocks = _content(params.text, params.blocks, context)
+    client = _web(settings)
+    answer = _call(
+        "chat.update",
+        settings,
+        lambda: client.chat_update(channel=params.channel, ts=params.ts, text=text, blocks=blocks),
+        channel=params.channel,
+        ts=params.ts,
+    )
+    output = {
+        "channel": answer.get("channel") or params.channel,
+        "ts": answer.get("ts") or params.ts,
+    }
+    context.log.info(f"updated ts {output['ts']} in {output['channel']}")
+    return output
+
+
+@hookimpl
+def hookwise_integrations() -> list[IntegrationSpec]:
+    return [
+        IntegrationSpec(
+            "slack",
+            SlackSettings,
+            "Slack workspace: a bot token (Web API) and/or an incoming-webhook URL.",
+        )
+    ]
+
+
+@hookimpl
+def hookwise_actions() -> list[ActionSpec]:
+    return [
+        ActionSpec(
+            name="slack.message",
+            params=MessageParams,
+            run=post_message,
+            description="Post a Slack message or threaded reply; output has channel and ts.",
+            integration="slack",
+        ),
+        ActionSpec(
+            name="slack.update",
+            params=UpdateParams,
+            run=update_message,
+            description="Edit a message posted by slack.message (chat.update).",
+            integration="slack",
+        ),
+    ]
