@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import jenkins
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from hookwise.actions import ActionContext, ActionSpec, IntegrationSpec, mask
 from hookwise.builtin.http_post import retry_after
@@ -74,11 +74,11 @@ class JenkinsSettings(BaseModel):
         http_url(url, root=True)
         return url if url.endswith("/") else url + "/"
 
-    @field_validator("api_token")
+    @field_validator("api_token", "token")
     @classmethod
-    def _not_empty(cls, token: SecretStr) -> SecretStr:
-        if not token.get_secret_value().strip():
-            raise ValueError("api_token is empty: is its ${VAR} set?")
+    def _not_empty(cls, token: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if token is not None and not token.get_secret_value().strip():
+            raise ValueError(f"{info.field_name} is empty: is its ${{VAR}} set?")
         return token
 
 

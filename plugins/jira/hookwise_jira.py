@@ -163,8 +163,17 @@ class IssueParams(BaseModel):
     fields: dict[str, Any] = Field(
         default_factory=dict,
         description="More fields merged into the create payload, e.g. customfield_10010; "
-        "they win over the ones above, except labels, which are added.",
+        "they win over the ones above, except labels, which are added. Not `project`.",
     )
+
+    @field_validator("fields")
+    @classmethod
+    def _no_project(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        # The duplicate search must look in the project the issue is created in.
+        if "project" in fields:
+            raise ValueError("give the project as `project`, not inside `fields`")
+        return fields
+
     dedupe_key: str | None = Field(
         default=None,
         description="While an open issue carries this key (as a label), comment on it "

@@ -169,7 +169,9 @@ class SlackSettings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _base_url_shape(cls, url: str) -> str:
-        return http_url(url, "base_url")
+        # slack_sdk joins base and method with urljoin: without the slash the last segment is lost
+        http_url(url, "base_url", root=True)
+        return url if url.endswith("/") else url + "/"
 
     @field_validator("default_channel")
     @classmethod
@@ -516,7 +518,7 @@ def post_message(params: MessageParams, context: ActionContext) -> dict[str, Any
             "integrations.slack.default_channel"
         )
     client = _web(settings)
-    if context.attempt > 1:
+    if context.resumed:
         earlier = _earlier_post(client, settings, channel, params.thread_ts, context)
         if earlier is not None:
             context.log.info(f"an earlier attempt already posted ts {earlier.get('ts')}")

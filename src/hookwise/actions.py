@@ -117,3 +117,7 @@ class ActionContext:
     # Seconds this attempt may take before hookwise stops waiting for it: an action that
     # polls (a build, a deploy) should finish or give up before then.
     timeout: float | None = None
+    # True when an earlier attempt of this action may have reached the downstream (it
+    # failed, was lost with its worker, or was interrupted by a shutdown): look before
+    # acting again where the downstream cannot deduplicate by itself.
+    resumed: bool = False

@@ -34,6 +34,7 @@ from hookwise.templates import RenderError, Templates
 from hookwise.validation import summarize
 
 log = logging.getLogger("hookwise.runner")
+INTERRUPTED = "hookwise stopped during an attempt; the run resumes where it was"
 # Retry-After is honoured, but a misbehaving server must not park a run for days.
 MAX_RETRY_AFTER = 3600.0
 
@@ -125,7 +126,7 @@ class Runner:
                     "interrupted",
                     error="hookwise stopped during this attempt; it will be retried",
                 )
-            note = "hookwise stopped; the run will be resumed"
+            note = INTERRUPTED
             progress = Progress("retrying", state.step, state.attempt, state.outputs, note)
             await asyncio.shield(self._finish(run, interrupted, progress))
             raise
@@ -151,7 +152,8 @@ class Runner:
             log = RunLog(f"{run.rule}/{label}", secrets)
             started = time.time()
             state.in_flight = (label, number, started)
-            outcome = await self._attempt(run, event, call, label, number, outputs, log)
+            resumed = number > 1 or (step == run.step and run.error == INTERRUPTED)
+            outcome = await self._attempt(run, event, call, label, number, outputs, log, resumed)
             state.in_flight = None
             ended = time.time()
             self.metrics.action_duration.labels(call.uses).observe(ended - started)
@@ -223,6 +225,7 @@ class Runner:
         number: int,
         outputs: dict[str, Any],
         log: RunLog,
+        resumed: bool,
     ) -> Outcome:
         spec = self.actions.get(call.uses)
         if spec is None:
@@ -232,6 +235,7 @@ class Runner:
         action_context = ActionContext(event, run.rule, label, number, key, self.config, log)
         timeout = call.timeout or self.config.worker.action_timeout
         action_context.timeout = timeout
+        action_context.resumed = resumed
         try:
             params = self._params(spec, call, context, f"rule {run.rule}, {label}")
             action_context.settings = self._settings(spec, call, context, f"rule {run.rule}")

@@ -255,7 +255,9 @@ def test_an_unreachable_engine_is_retried(tmp_path: Path):
 
 def test_two_redeploys_of_one_container_never_overlap(tmp_path: Path):
     ctx = context({"base_url": f"unix://{tmp_path}/engine.sock"})
-    params = RedeployParams(container="helloworld", image="helloworld:v2", timeout=0.2)
+    params = RedeployParams(
+        container="helloworld", image="helloworld:v2", timeout=0.2, stable_for=0.1
+    )
     lock = redeploy._locks.setdefault((ctx.settings.base_url, "helloworld"), threading.Lock())
     with (
         lock,
@@ -597,3 +599,12 @@ rules:
     assert serves(port, "hello v2")
     assert lab.password not in json.dumps(server.event(event_id))
     assert not any(lab.password in line for line in server.log)
+
+
+def test_settings_and_params_reject_what_could_never_work():
+    with pytest.raises(ValidationError, match=r"password is empty"):
+        DockerSettings.model_validate(
+            {"registries": {"127.0.0.1:5000": {"username": "u", "password": ""}}}
+        )
+    with pytest.raises(ValidationError, match="stable_for must be shorter than timeout"):
+        RedeployParams(container="web", image="web:v2", timeout=1, stable_for=5)

@@ -522,3 +522,10 @@ def test_egress_policy_applies_to_jenkins(spec, jenkins):
     with pytest.raises(PermanentFailure, match=r"Jenkins: egress to 127\.0\.0\.1 .* egress\.allow"):
         run(spec, ctx, job="plain")
     assert jenkins.requests == []
+
+
+def test_an_empty_trigger_token_is_a_settings_error():
+    with pytest.raises(ValueError, match=r"token is empty: is its \$\{VAR\} set\?"):
+        hookwise_jenkins.JenkinsSettings.model_validate(
+            {"url": "https://ci.example.com", "username": "u", "api_token": "t", "token": ""}
+        )

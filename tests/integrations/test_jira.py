@@ -642,3 +642,12 @@ def test_harbor_scan_failed_opens_one_bug_then_comments(tmp_path: Path, jira: Ji
     )
     assert jira.misses == []
     no_secrets(json.dumps([run1, run2]))
+
+
+def test_project_inside_fields_is_refused():
+    from hookwise_jira import IssueParams
+
+    with pytest.raises(ValidationError, match="give the project as `project`"):
+        IssueParams.model_validate(
+            {"project": "OPS", "summary": "s", "fields": {"project": {"key": "SEC"}}}
+        )

@@ -68,6 +68,7 @@ def context(settings: dict[str, Any], event: Event | None = None, attempt: int =
         config=Config.model_validate({"egress": {"allow": ["127.0.0.1"]}}),
         log=RunLog("test"),
         settings=hookwise_slack.SlackSettings.model_validate(settings),
+        resumed=attempt > 1,
     )
 
 
@@ -661,3 +662,10 @@ def test_egress_policy_applies_to_slack(actions, slack: SlackStandin):
     with pytest.raises(PermanentFailure, match=r"Slack: egress to 127\.0\.0\.1 .* egress\.allow"):
         spec.run(params, ctx)
     assert slack.calls == []
+
+
+def test_base_url_gets_the_slash_slack_sdk_needs():
+    settings = hookwise_slack.SlackSettings.model_validate(
+        {"token": TOKEN, "base_url": "https://proxy.example.com/api"}
+    )
+    assert settings.base_url == "https://proxy.example.com/api/"

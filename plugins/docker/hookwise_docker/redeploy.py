@@ -37,7 +37,7 @@ from typing import Any, Literal
 import docker
 from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from requests import RequestException
 
 from hookwise.actions import ActionContext, mask
@@ -106,6 +106,7 @@ class RedeployParams(BaseModel):
     )
     stable_for: Duration = Field(
         default=2.0,
+        ge=0,
         description="Without a health check: how long the new container must keep running.",
     )
     stop_timeout: Duration | None = Field(
@@ -113,6 +114,12 @@ class RedeployParams(BaseModel):
         description="Grace period for the old container to stop before it is killed "
         "(default: the container's own, usually 10s).",
     )
+
+    @model_validator(mode="after")
+    def _stable_within_timeout(self) -> RedeployParams:
+        if self.stable_for >= self.timeout:
+            raise ValueError("stable_for must be shorter than timeout, or every redeploy times out")
+        return self
 
     @field_validator("container")
     @classmethod
@@ -323,6 +330,12 @@ class _Redeploy:
         stop = (
             {} if self.params.stop_timeout is None else {"timeout": int(self.params.stop_timeout)}
         )
+        if old.attrs.get("HostConfig", {}).get("AutoRemove"):
+            # Stopping would make the engine delete it: no rollback would be possible.
+            raise PermanentFailure(
+                f"{self.name} was started with --rm (AutoRemove), so stopping it deletes it and "
+                "a failed redeploy could not roll back; recreate it without --rm first"
+            )
         try:
             old.stop(**stop)
             old.rename(aside)

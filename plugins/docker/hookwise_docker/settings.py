@@ -35,6 +35,13 @@ class RegistryCredentials(BaseModel):
     username: str = Field(min_length=1, description="Registry user (or token name).")
     password: SecretStr = Field(description="Password or access token, e.g. ${REGISTRY_TOKEN}.")
 
+    @field_validator("password")
+    @classmethod
+    def _not_empty(cls, password: SecretStr) -> SecretStr:
+        if not password.get_secret_value():
+            raise ValueError("password is empty: is its ${VAR} set?")
+        return password
+
 
 class DockerSettings(BaseModel):
     """How to reach the engine and the registries it pulls from."""
