@@ -552,6 +552,27 @@ def test_a_redeploy_interrupted_midway_is_picked_up(lab: Lab):
     assert [c.name for c in lab.client().containers.list(all=True)] == ["helloworld"]
 
 
+def test_a_half_deployed_attempt_is_undone_then_redone(lab: Lab):
+    port = free_port()
+    v1 = run_v1(lab, port)
+    client = lab.client()
+    # As if hookwise died after starting the new container but before checking it: the new
+    # one (v3, which exits) holds the name and carries this run's key, v1 is parked.
+    v1.stop(timeout=1)
+    v1.rename(f"helloworld-previous-{v1.id[:12]}")
+    docker_pull(PullParams(image=lab.image("v3")), context(lab.settings()))
+    client.containers.run(
+        lab.image("v3"), name="helloworld", detach=True, labels={redeploy.KEY_LABEL: KEY}
+    )
+    ctx = context(lab.settings())
+    out = docker_redeploy(redeploy_params(lab, "v2"), ctx)
+    assert any("interrupted attempt" in line for line in messages(ctx))
+    assert out["old_image_id"] == v1.image.id
+    assert out["rolled_back"] is False
+    assert serves(port, "hello v2")
+    assert [c.name for c in client.containers.list(all=True)] == ["helloworld"]
+
+
 # -- end to end -------------------------------------------------------------------------------
 
 

@@ -209,6 +209,12 @@ class _Redeploy:
 
     def run(self) -> dict[str, Any]:
         old = self._guard("inspect", self._existing)
+        if old is not None and _labelled_by_this_action(old, self.context.idempotency_key):
+            leftovers = self._guard("inspect", self._leftovers)
+            if len(leftovers) == 1:
+                # An earlier attempt of this action died half-way (its new container holds the
+                # name, the previous one is parked): undo it, then redeploy from the start.
+                old = self._guard("recover", lambda: self._undo_half_deploy(old, leftovers[0]))
         if old is not None and _done_by_this_action(old, self.context.idempotency_key):
             self.log.info(
                 f"{self.name} already runs {old.attrs['Image']}: an earlier attempt did it"
@@ -222,6 +228,26 @@ class _Redeploy:
 
     # -- the existing container -------------------------------------------------------
 
+    def _leftovers(self) -> list[Container]:
+        """Containers parked as `<name>-previous-*` by a redeploy that did not finish."""
+        prefix = f"{self.name}-previous-"
+        return [
+            c
+            for c in self.client.containers.list(all=True, filters={"name": prefix})
+            if c.name.startswith(prefix)
+        ]
+
+    def _undo_half_deploy(self, half: Container, previous: Container) -> Container:
+        self.log.warning(
+            f"{self.name} ({half.short_id}) was created by an interrupted attempt and "
+            f"{previous.name} is still parked: restoring it before redeploying"
+        )
+        half.remove(force=True)
+        previous.rename(self.name)
+        previous.reload()
+        self.recovered = True
+        return previous
+
     def _existing(self) -> Container | None:
         try:
             found = self.client.containers.get(self.name)
@@ -229,12 +255,7 @@ class _Redeploy:
                 return found
         except NotFound:
             pass
-        prefix = f"{self.name}-previous-"
-        left = [
-            c
-            for c in self.client.containers.list(all=True, filters={"name": prefix})
-            if c.name.startswith(prefix)
-        ]
+        left = self._leftovers()
         if not left:
             return None
         if len(left) > 1:
@@ -529,9 +550,14 @@ def _restore(old: Container, name: str, was_running: bool) -> None:
         old.start()
 
 
-def _done_by_this_action(container: Container, key: str) -> bool:
+def _labelled_by_this_action(container: Container, key: str) -> bool:
     labels = container.attrs["Config"].get("Labels") or {}
-    return labels.get(KEY_LABEL) == key and bool(container.attrs["State"].get("Running"))
+    return labels.get(KEY_LABEL) == key
+
+
+def _done_by_this_action(container: Container, key: str) -> bool:
+    running = bool(container.attrs["State"].get("Running"))
+    return _labelled_by_this_action(container, key) and running
 
 
 def _engine_trouble(exc: APIError) -> bool:
