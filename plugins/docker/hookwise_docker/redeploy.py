@@ -476,6 +476,15 @@ class _Redeploy:
         try:
             _restore(old, self.name, was_running)
         except (DockerException, RequestException) as exc:
+            trouble = classify(f"restoring {self.name}", exc, self.secrets, _MISSING)
+            if isinstance(trouble, RetryLater):
+                # The engine is away; the next attempt finds the parked container and
+                # restores it before anything else (see `_existing`, `_undo_half_deploy`).
+                raise RetryLater(
+                    f"docker.redeploy of {self.name} failed: {why}; the engine could not be "
+                    f"reached to roll back ({trouble}); the next attempt restores {old.name}",
+                    trouble.delay,
+                ) from exc
             raise PermanentFailure(
                 f"docker.redeploy of {self.name} to {self.params.image} failed: {why}; and the "
                 f"rollback failed too: {self._said(exc)}. The previous container is {old.name} "
