@@ -91,11 +91,10 @@ class Engine:
 
     def plan(self, event: Event) -> list[NewRun]:
         """The runs an event causes under the current rules."""
-        event_dict = event.as_dict()
         context = template_context(event, {"name": "", "description": ""})
         return [
             NewRun(new_id(), rule.name, snapshot(rule))
-            for rule in self.rules.match(event_dict, self.templates, context)
+            for rule in self.rules.match(context["event"], self.templates, context)
         ]
 
     async def receive(self, name: str, delivery: Delivery) -> list[AcceptResult]:

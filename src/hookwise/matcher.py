@@ -39,7 +39,6 @@ class RuleIndex:
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
-        self.by_name = {rule.name: rule for rule in rules}
         self._root = _Node()
         for position, rule in enumerate(rules):
             if rule.enabled:

@@ -10,8 +10,6 @@ from typing import Any
 from hookwise.actions import action_label
 from hookwise.event import Event, iso_time
 
-ACTIVE = ("pending", "running", "retrying")
-RUN_STATUSES = ("pending", "running", "succeeded", "retrying", "dead", "skipped")
 EVENT_STATUSES = ("unmatched", "active", "succeeded", "failed")
 
 
