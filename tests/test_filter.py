@@ -181,7 +181,7 @@ def test_dimensions_are_case_sensitive_and_anchored():
 
 def test_check_dimensions_ignores_criteria():
     rule = make_rule({"source": "artifactory", "match": {"data.nope": "x"}})
-    assert check_dimensions(rule, make_event()) == MATCHED
+    assert check_dimensions(rule.when, make_event()) == MATCHED
 
 
 # --- match -------------------------------------------------------------------------------
@@ -427,7 +427,7 @@ def test_if_not_evaluated_when_exclude_already_failed():
 def test_check_criteria_ignores_dimensions():
     event = make_event()
     rule = make_rule({"source": "github", "match": {"data.tag": "1.*"}})
-    assert check_criteria(rule, event, TEMPLATES, context_for(event)) == MATCHED
+    assert check_criteria(rule.when, event, TEMPLATES, context_for(event)) == MATCHED
     assert explain(rule, event, TEMPLATES, context_for(event)).matched is False
 
 

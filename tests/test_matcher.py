@@ -115,7 +115,9 @@ def test_index_agrees_with_brute_force_on_random_rules_and_events():
         expected = brute_force(rules, event)
         got = index.match(ev, TEMPLATES, ctx)
         assert [r.name for r in got] == [r.name for r in expected], ev
-        expected_candidates = [r for r in rules if r.enabled and check_dimensions(r, ev).matched]
+        expected_candidates = [
+            r for r in rules if r.enabled and check_dimensions(r.when, ev).matched
+        ]
         candidates = index.candidates(ev)
         assert [r.name for r in candidates] == [r.name for r in expected_candidates], ev
         total_matches += len(got)

@@ -29,81 +29,24 @@ from __future__ import annotations
 
 import http.client
 import json
-import logging
-import re
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.web import SlackResponse
 from slack_sdk.webhook import WebhookClient, WebhookResponse
 
-from hookwise.actions import ActionContext, ActionSpec, IntegrationSpec, mask
+from hookwise import slack
+from hookwise.actions import ActionContext, ActionSpec, mask
 from hookwise.builtin.http_post import retry_after
-from hookwise.durations import Duration
 from hookwise.egress import check_url
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.event import Event
 from hookwise.hookspecs import hookimpl
-from hookwise.validation import http_url
+from hookwise.slack import CHANNEL_ID, TS, SlackSettings, artifact_label, short_digest, summary
 
-DEFAULT_BASE_URL = "https://slack.com/api/"
 METADATA_TYPE = "hookwise_action"
-# Channel, group (private) and direct-message IDs; names need a lookup Slack's history API lacks.
-CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
-TS = re.compile(r"^\d+\.\d+$")
 CLOCK_SKEW = 300.0
-
-# slack_sdk logs failed requests itself, webhook URL included; every failure is reported
-# by hookwise instead, classified and with secrets masked.
-_SDK_LOG = logging.getLogger("hookwise_slack.sdk")
-_SDK_LOG.setLevel(logging.CRITICAL)
-
-RETRYABLE = {
-    "fatal_error",
-    "internal_error",
-    "service_unavailable",
-    "request_timeout",
-    "ratelimited",
-    "rate_limited",
-}
-
-# `ok: false` errors whose fix is known; `{channel}` and `{ts}` are filled in.
-HINTS = {
-    "invalid_auth": "the token is not valid: check integrations.slack.token (a bot token, xoxb-…)",
-    "not_authed": "no token reached Slack: check integrations.slack.token",
-    "account_inactive": "the token's user or app is deactivated: reinstall the app",
-    "token_revoked": "the token was revoked: reinstall the app and update integrations.slack.token",
-    "token_expired": "the token expired (token rotation is on): issue a new one",
-    "no_permission": "the token may not do this in this workspace: check the app's permissions",
-    "ekm_access_denied": "an administrator has suspended this app's access (EKM)",
-    "channel_not_found": (
-        "Slack knows no channel {channel} that the app can see: check the name or ID, "
-        "and invite the app to a private channel"
-    ),
-    "not_in_channel": (
-        "the app is not a member of {channel}: invite it (/invite @app), or grant the "
-        "chat:write.public scope to post in public channels without joining"
-    ),
-    "is_archived": "{channel} is archived: unarchive it or post elsewhere",
-    "msg_too_long": "the message text is longer than Slack allows (40,000 characters)",
-    "no_text": "the message has neither text nor blocks",
-    "too_many_blocks": "a message may have at most 50 blocks",
-    "message_not_found": (
-        "there is no message with ts {ts} in {channel}: pass the channel ID and ts from "
-        "slack.message's output (steps.<id>.output.channel / .ts)"
-    ),
-    "cant_update_message": (
-        "the message at ts {ts} cannot be edited with this token: only messages the same "
-        "app posted can be updated"
-    ),
-    "edit_window_closed": "the workspace no longer allows editing the message at ts {ts}",
-    "restricted_action": "a workspace preference forbids the app to post in {channel}",
-}
-BLOCK_ERRORS = {"invalid_blocks", "invalid_blocks_format"}
 
 WEBHOOK_HINTS = {
     "invalid_payload": "Slack could not read the message: check `blocks`",
@@ -120,74 +63,6 @@ WEBHOOK_HINTS = {
     "posting_to_general_channel_denied": "only admins may post in the webhook's channel",
     "too_many_attachments": "a message may have at most 100 attachments",
 }
-
-
-class SlackSettings(BaseModel):
-    """Where and as whom to post: a bot token for the Web API, or an incoming webhook."""
-
-    # Errors must not quote a mistyped token or webhook URL back into logs.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-    token: SecretStr | None = Field(
-        default=None,
-        description="Bot token (xoxb-…) with the chat:write scope; posts, threads and updates.",
-    )
-    webhook_url: SecretStr | None = Field(
-        default=None,
-        description=(
-            "Incoming-webhook URL (https://hooks.slack.com/services/…); used when no token "
-            "is set. Posts to the webhook's channel only: no threads, no updates."
-        ),
-    )
-    base_url: str = Field(
-        default=DEFAULT_BASE_URL, description="Web API root; change it only for a proxy or test."
-    )
-    default_channel: str | None = Field(
-        default=None, description="Channel for slack.message when the action names none."
-    )
-    timeout: Duration = Field(default=10.0, gt=0, description="Per request, e.g. 10s.")
-
-    @field_validator("token")
-    @classmethod
-    def _token_shape(cls, token: SecretStr | None) -> SecretStr | None:
-        if token is None:
-            return None
-        value = token.get_secret_value()
-        if not value.strip():
-            raise ValueError("token is empty")
-        if not value.startswith("xox") or any(c.isspace() for c in value):
-            raise ValueError("token must be a Slack token: xoxb-… for a bot, xoxp-… for a user")
-        return token
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook_shape(cls, url: SecretStr | None) -> SecretStr | None:
-        if url is not None:
-            http_url(url.get_secret_value(), "webhook_url")  # the message never echoes it
-        return url
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url_shape(cls, url: str) -> str:
-        # slack_sdk joins base and method with urljoin: without the slash the last segment is lost
-        http_url(url, "base_url", root=True)
-        return url if url.endswith("/") else url + "/"
-
-    @field_validator("default_channel")
-    @classmethod
-    def _channel_shape(cls, channel: str | None) -> str | None:
-        if channel is not None and not channel.strip("# "):
-            raise ValueError("default_channel is empty")
-        return channel
-
-    @model_validator(mode="after")
-    def _one_way_in(self) -> SlackSettings:
-        if self.token is None and self.webhook_url is None:
-            raise ValueError("set `token` (a bot token) or `webhook_url` (an incoming webhook)")
-        return self
-
-    def secrets(self) -> list[str]:
-        return [s.get_secret_value() for s in (self.token, self.webhook_url) if s is not None]
 
 
 def _blocks(value: Any) -> Any:
@@ -274,43 +149,6 @@ class UpdateParams(BaseModel):
 # The default layout
 
 
-def _escape(value: Any) -> str:
-    """Slack mrkdwn treats &, < and > as control characters."""
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def short_digest(digest: str | None) -> str | None:
-    """`sha256:ee34c5…` → `sha256:ee34c5c94b4d`: enough to tell images apart."""
-    if not digest:
-        return None
-    algorithm, _, hexpart = digest.rpartition(":")
-    return f"{algorithm}:{hexpart[:12]}" if algorithm else hexpart[:12]
-
-
-def artifact_label(artifact: dict[str, Any] | None) -> str | None:
-    """`image:tag`, `image@sha256:short`, or the path: how people name an artifact."""
-    if not artifact:
-        return None
-    image, tag = artifact.get("image"), artifact.get("tag")
-    if image:
-        if tag:
-            return f"{image}:{tag}"
-        digest = short_digest(artifact.get("digest"))
-        return f"{image}@{digest}" if digest else str(image)
-    return artifact.get("path") or artifact.get("name")
-
-
-def summary(event: Event) -> str:
-    """One line for notifications and screen readers: what happened, to what."""
-    what = f"{event.source}: {event.domain} {event.event_type}"
-    label = artifact_label(event.as_dict()["artifact"])
-    return f"{what} {label}" if label else what
-
-
 def default_blocks(text: str, event: Event, rule: str) -> list[dict[str, Any]]:
     """The text, then what happened, where, to which artifact (linked when it has a URL)."""
     artifact = event.as_dict()["artifact"]
@@ -319,32 +157,34 @@ def default_blocks(text: str, event: Event, rule: str) -> list[dict[str, Any]]:
     ]
     if artifact:
         if artifact.get("repository"):
-            facts.append(("Repository", _escape(artifact["repository"])))
+            facts.append(("Repository", slack.escape(artifact["repository"])))
         label = artifact_label(artifact)
         url = artifact.get("url")
         if label and isinstance(url, str) and url.startswith(("http://", "https://")):
             link = url.replace("|", "%7C").replace(">", "%3E")
-            facts.append(("Artifact", f"<{link}|{_escape(label)}>"))
+            facts.append(("Artifact", f"<{link}|{slack.escape(label)}>"))
         elif label:
-            facts.append(("Artifact", f"`{_escape(label)}`"))
+            facts.append(("Artifact", f"`{slack.escape(label)}`"))
         digest = short_digest(artifact.get("digest"))
         if digest and artifact.get("tag"):  # without a tag, the label shows the digest already
-            facts.append(("Digest", f"`{_escape(digest)}`"))
+            facts.append(("Digest", f"`{slack.escape(digest)}`"))
     elif isinstance(event.data, dict):
         scalars = [(k, v) for k, v in event.data.items() if isinstance(v, str | int | float)]
-        facts.extend((_escape(key), _escape(value)) for key, value in scalars[:5])
+        facts.extend((slack.escape(key), slack.escape(value)) for key, value in scalars[:5])
     fields = [
-        {"type": "mrkdwn", "text": _cut(f"*{label}*\n{value}", 2000)} for label, value in facts
+        {"type": "mrkdwn", "text": slack.cut(f"*{label}*\n{value}", 2000)} for label, value in facts
     ]
     return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, 3000)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": slack.cut(text, 3000)}},
         {"type": "section", "fields": fields[:10]},
         {
             "type": "context",
             "elements": [
                 {
                     "type": "mrkdwn",
-                    "text": _cut(f"hookwise · rule `{_escape(rule)}` · event `{event.id}`", 2000),
+                    "text": slack.cut(
+                        f"hookwise · rule `{slack.escape(rule)}` · event `{event.id}`", 2000
+                    ),
                 }
             ],
         },
@@ -369,97 +209,6 @@ def _check_egress(settings: SlackSettings, context: ActionContext) -> None:
     """The same egress policy as http.post: a local Slack stand-in must be allowed."""
     url = settings.base_url if settings.token else settings.webhook_url.get_secret_value()  # type: ignore[union-attr]
     check_url(url, context.config.egress.allow, "Slack")
-
-
-def _web(settings: SlackSettings) -> WebClient:
-    assert settings.token is not None
-    return WebClient(
-        token=settings.token.get_secret_value(),
-        base_url=settings.base_url,
-        timeout=settings.timeout,  # type: ignore[arg-type]  # urllib takes float seconds
-        logger=_SDK_LOG,
-        retry_handlers=[],
-    )
-
-
-def _header(headers: Any, name: str) -> str | None:
-    for key, value in dict(headers or {}).items():
-        if key.lower() == name:
-            return value[0] if isinstance(value, list) else value
-    return None
-
-
-def _api_failure(
-    method: str, response: SlackResponse, channel: str | None, ts: str | None
-) -> Exception:
-    """Slack's answer, classified: what failed, Slack's words, and what to check."""
-    status = response.status_code
-    data = response.data if isinstance(response.data, dict) else {}
-    error = str(data.get("error") or "unknown_error")
-    where = f"Slack {method}" + (f" to {channel}" if channel and method != "chat.update" else "")
-    if status == 429:
-        delay = retry_after(_header(response.headers, "retry-after"))
-        after = f"; retrying after {delay:g}s" if delay is not None else ""
-        return RetryLater(f"{where} was rate-limited (HTTP 429){after}", delay=delay)
-    if status >= 500:
-        return RetryLater(f"{where} failed: HTTP {status} from Slack ({_cut(error, 200)})")
-    if status != 200 or "non-JSON" in error:
-        return PermanentFailure(
-            f"{where} answered HTTP {status} ({_cut(error, 200)}): is "
-            f"integrations.slack.base_url the Slack Web API (https://slack.com/api/)?"
-        )
-    if error in RETRYABLE:
-        return RetryLater(f"{where} failed ({error}): a transient Slack error")
-    if error == "missing_scope":
-        needed = data.get("needed") or "?"
-        provided = data.get("provided") or "none"
-        return PermanentFailure(
-            f"{where} failed (missing_scope): the token lacks the {needed} scope "
-            f"(it has {provided}); add {needed} under OAuth & Permissions, reinstall the app, "
-            f"and update the token"
-        )
-    if error in BLOCK_ERRORS:
-        details = data.get("errors") or (data.get("response_metadata") or {}).get("messages")
-        said = "; ".join(str(d) for d in (details or [])[:3]) or "no details"
-        return PermanentFailure(
-            f"{where} failed ({error}): Slack refused the blocks: {_cut(said, 500)}; "
-            f"try them in Block Kit Builder"
-        )
-    hint = HINTS.get(error)
-    if hint is None:
-        return PermanentFailure(
-            f"{where} failed ({_cut(error, 200)}); see "
-            f"https://api.slack.com/methods/{method}#errors"
-        )
-    return PermanentFailure(
-        f"{where} failed ({error}): {hint.format(channel=channel or '?', ts=ts or '?')}"
-    )
-
-
-def _call(
-    method: str,
-    settings: SlackSettings,
-    request: Callable[[], Any],
-    channel: str | None = None,
-    ts: str | None = None,
-) -> Any:
-    """Run one request; every failure becomes RetryLater or PermanentFailure, secrets masked."""
-    try:
-        return request()
-    except SlackApiError as exc:
-        failure = _api_failure(method, exc.response, channel, ts)
-    except SlackClientError as exc:  # refused before sending (e.g. a bad proxy setting)
-        failure = PermanentFailure(f"Slack {method} could not be sent: {exc}")
-    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, refused, reset
-        reason = getattr(exc, "reason", None) or exc
-        if isinstance(reason, TimeoutError):
-            failure = RetryLater(f"Slack {method} timed out after {settings.timeout:g}s")
-        else:
-            url = settings.base_url if settings.token else settings.webhook_url
-            host = urlsplit(url if isinstance(url, str) else url.get_secret_value()).hostname
-            failure = RetryLater(f"Slack {method} could not reach {host}: {reason}")
-    failure.args = (mask(str(failure), settings.secrets()),)
-    raise failure
 
 
 def _earlier_post(
@@ -517,7 +266,7 @@ def post_message(params: MessageParams, context: ActionContext) -> dict[str, Any
             "slack.message needs a channel: give `channel`, or set "
             "integrations.slack.default_channel"
         )
-    client = _web(settings)
+    client = slack.web_client(settings)
     if context.resumed:
         earlier = _earlier_post(client, settings, channel, params.thread_ts, context)
         if earlier is not None:
@@ -531,7 +280,7 @@ def post_message(params: MessageParams, context: ActionContext) -> dict[str, Any
             "event_id": context.event.id,
         },
     }
-    answer = _call(
+    answer = slack.call(
         "chat.postMessage",
         settings,
         lambda: client.chat_postMessage(
@@ -587,10 +336,10 @@ def _post_webhook(
     client = WebhookClient(
         settings.webhook_url.get_secret_value(),
         timeout=settings.timeout,  # type: ignore[arg-type]
-        logger=_SDK_LOG,
+        logger=slack.SDK_LOG,
         retry_handlers=[],
     )
-    response = _call(
+    response = slack.call(
         "incoming webhook", settings, lambda: client.send(text=text, blocks=blocks or None)
     )
     _check_webhook(response, settings)
@@ -603,10 +352,10 @@ def _check_webhook(response: WebhookResponse, settings: SlackSettings) -> None:
     status, body = response.status_code, (response.body or "").strip()
     if status == 200 and body == "ok":
         return
-    said = _cut(mask(body, settings.secrets()), 200) or "no reason given"
+    said = slack.cut(mask(body, settings.secrets()), 200) or "no reason given"
     where = "Slack incoming webhook"
     if status == 429:
-        delay = retry_after(_header(response.headers, "retry-after"))
+        delay = retry_after(slack.header(response.headers, "retry-after"))
         after = f"; retrying after {delay:g}s" if delay is not None else ""
         raise RetryLater(f"{where} was rate-limited (HTTP 429){after}", delay=delay)
     if status >= 500:
@@ -623,8 +372,8 @@ def update_message(params: UpdateParams, context: ActionContext) -> dict[str, An
         )
     _check_egress(settings, context)
     text, blocks = _content(params.text, params.blocks, context)
-    client = _web(settings)
-    answer = _call(
+    client = slack.web_client(settings)
+    answer = slack.call(
         "chat.update",
         settings,
         lambda: client.chat_update(channel=params.channel, ts=params.ts, text=text, blocks=blocks),
@@ -637,17 +386,6 @@ def update_message(params: UpdateParams, context: ActionContext) -> dict[str, An
     }
     context.log.info(f"updated ts {output['ts']} in {output['channel']}")
     return output
-
-
-@hookimpl
-def hookwise_integrations() -> list[IntegrationSpec]:
-    return [
-        IntegrationSpec(
-            "slack",
-            SlackSettings,
-            "Slack workspace: a bot token (Web API) and/or an incoming-webhook URL.",
-        )
-    ]
 
 
 @hookimpl

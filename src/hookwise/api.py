@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hmac
+import json
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from hookwise import operations
 from hookwise.engine import Engine
 from hookwise.errors import StoreError
 from hookwise.receiver import error
@@ -29,6 +31,9 @@ class Api:
             Route(
                 "/api/events/{event_id}/replay", self._guard(self.replay_event), methods=["POST"]
             ),
+            Route("/api/runs/{run_id}", self._guard(self.show_run), methods=["GET"]),
+            Route("/api/runs/{run_id}/approve", self._guard(self.approve), methods=["POST"]),
+            Route("/api/runs/{run_id}/reject", self._guard(self.reject), methods=["POST"]),
         ]
 
     def _guard(self, endpoint):  # noqa: ANN001, ANN202 - a Starlette endpoint in, one out
@@ -74,3 +79,39 @@ class Api:
         if runs is None:
             return error(404, "not_found", f"no event {event_id}")
         return JSONResponse({"event_id": event_id, "runs": runs}, status_code=202)
+
+    async def show_run(self, request: Request) -> JSONResponse:
+        run_id = request.path_params["run_id"]
+        assert self.engine.store is not None
+        run = await self.engine.store.run_details(run_id)
+        if run is None:
+            return error(404, "not_found", f"no run {run_id}")
+        return JSONResponse({"run": run})
+
+    async def approve(self, request: Request) -> JSONResponse:
+        return await self._decide(request, "approve")
+
+    async def reject(self, request: Request) -> JSONResponse:
+        return await self._decide(request, "reject")
+
+    async def _decide(self, request: Request, decision: str) -> JSONResponse:
+        """Body: `{"by": "who", "reason": "why"}`; `by` is recorded in the run's audit trail."""
+        run_id = request.path_params["run_id"]
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("by"), str) or not body["by"]:
+            return error(400, "bad_body", 'send JSON {"by": "your name", "reason": "optional"}')
+        reason = body.get("reason")
+        assert self.engine.store is not None
+        try:
+            answer = await operations.decide(
+                self.engine.store, run_id, body["by"], decision, str(reason or ""), "api"
+            )
+        except StoreError:
+            return error(503, "store_unavailable", "cannot record the decision right now")
+        if not answer.ok:
+            return error(answer.status, "not_decided", answer.message)
+        self.engine.on_new_runs()
+        return JSONResponse({"run_id": run_id, "message": answer.message}, status_code=202)

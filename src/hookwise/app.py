@@ -14,9 +14,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hookwise.api import Api
+from hookwise.chatops.client import chat_for
+from hookwise.chatops.commands import Commands
+from hookwise.chatops.interactions import Interactions
 from hookwise.errors import HookwiseError
 from hookwise.receiver import Receiver, error
 from hookwise.service import Service
+from hookwise.slack import SlackSettings
 
 log = logging.getLogger("hookwise")
 
@@ -27,6 +31,11 @@ def create_app(service: Service, on_ready: Callable[[], None] = lambda: None) ->
     receiver = Receiver(service.engine, service.metrics, config.max_body_bytes)
     token = config.api_token.get_secret_value() if config.api_token else None
     api = Api(service.engine, token)
+    chat = chat_for(config)
+    slack = SlackSettings.model_validate(config.integrations["slack"]) if chat else None
+    secret = slack.signing_secret.get_secret_value() if slack and slack.signing_secret else None
+    interactions = Interactions(service.engine, chat, secret)
+    commands = Commands(service.engine, chat, secret, slack.operators if slack else [])
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse(
@@ -66,6 +75,8 @@ def create_app(service: Service, on_ready: Callable[[], None] = lambda: None) ->
             Route("/hooks/{source}", receiver.handle, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            Route("/slack/interactions", interactions.handle, methods=["POST"]),
+            Route("/slack/commands", commands.handle, methods=["POST"]),
             *api.routes(),
         ],
         exception_handlers={HTTPException: http_error},

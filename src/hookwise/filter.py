@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hookwise.conditions import When, as_text
 from hookwise.globs import glob_match
 from hookwise.paths import MISSING, lookup
-from hookwise.rules import Rule, as_text
+from hookwise.rules import Rule
 from hookwise.templates import RenderError, Templates
 
 
@@ -33,37 +34,48 @@ def _matching_glob(value: Any, globs: list[str]) -> str | None:
     return None
 
 
-def check_dimensions(rule: Rule, event: dict[str, Any]) -> Verdict:
+def check_dimensions(when: When, event: dict[str, Any]) -> Verdict:
     for field in ("source", "domain", "event_type"):
-        globs: list[str] = getattr(rule.when, field)
+        globs: list[str] = getattr(when, field)
         if _matching_glob(event[field], globs) is None:
             return Verdict(False, f"{field} {event[field]!r} does not match {_show(globs)}")
     return MATCHED
 
 
 def check_criteria(
-    rule: Rule, event: dict[str, Any], templates: Templates, context: dict[str, Any]
+    when: When, event: dict[str, Any], templates: Templates, context: dict[str, Any]
 ) -> Verdict:
     """`match`, then `exclude`, then `if`: cheapest first, and the reason names the key."""
-    for path, globs in rule.when.match.items():
+    for path, globs in when.match.items():
         value = lookup(event, path)
         if value is MISSING:
             return Verdict(False, f"match {path}: the event has no {path}")
         if _matching_glob(value, globs) is None:
             return Verdict(False, f"match {path}: {_brief(value)} does not match {_show(globs)}")
-    for path, globs in rule.when.exclude.items():
+    for path, globs in when.exclude.items():
         value = lookup(event, path)
         if value is not MISSING and (glob := _matching_glob(value, globs)) is not None:
             return Verdict(False, f"exclude {path}: {_brief(value)} matches {glob!r}")
-    if rule.when.if_ is not None:
+    if when.if_ is not None:
         try:
-            rule_vars = {"name": rule.name, "description": rule.description}
-            result = templates.evaluate(rule.when.if_, {**context, "rule": rule_vars})
+            result = templates.evaluate(when.if_, context)
         except RenderError as exc:
-            return Verdict(False, f"if {rule.when.if_!r} could not be evaluated: {exc}")
+            return Verdict(False, f"if {when.if_!r} could not be evaluated: {exc}")
         if not result:
-            return Verdict(False, f"if {rule.when.if_!r} is false")
+            return Verdict(False, f"if {when.if_!r} is false")
     return MATCHED
+
+
+def check_when(
+    when: When, event: dict[str, Any], templates: Templates, context: dict[str, Any]
+) -> Verdict:
+    verdict = check_dimensions(when, event)
+    return verdict if not verdict.matched else check_criteria(when, event, templates, context)
+
+
+def with_rule(rule: Rule, context: dict[str, Any]) -> dict[str, Any]:
+    """The context a rule's own `if` sees: `rule.name` and `rule.description` filled in."""
+    return {**context, "rule": {"name": rule.name, "description": rule.description}}
 
 
 def explain(
@@ -72,8 +84,7 @@ def explain(
     """The full verdict the dry run prints, including disabled rules."""
     if not rule.enabled:
         return Verdict(False, "rule is disabled (enabled: false)")
-    verdict = check_dimensions(rule, event)
-    return verdict if not verdict.matched else check_criteria(rule, event, templates, context)
+    return check_when(rule.when, event, templates, with_rule(rule, context))
 
 
 def _show(globs: list[str]) -> str:

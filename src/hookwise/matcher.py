@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hookwise.filter import Verdict, check_criteria, explain
+from hookwise.filter import Verdict, check_criteria, explain, with_rule
 from hookwise.globs import glob_match, is_literal
 from hookwise.rules import Rule
 from hookwise.templates import Templates
@@ -39,6 +39,8 @@ class RuleIndex:
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
+        # Rules whose waiting runs a later event may release (`wait_for`).
+        self.awaiting = [rule for rule in rules if rule.enabled and rule.wait_for is not None]
         self._root = _Node()
         for position, rule in enumerate(rules):
             if rule.enabled:
@@ -69,7 +71,7 @@ class RuleIndex:
         return [
             rule
             for rule in self.candidates(event)
-            if check_criteria(rule, event, templates, context).matched
+            if check_criteria(rule.when, event, templates, with_rule(rule, context)).matched
         ]
 
 

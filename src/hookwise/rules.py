@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from jinja2 import TemplateSyntaxError
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -20,43 +18,24 @@ from pydantic import (
 )
 
 from hookwise.actions import ActionSpec, IntegrationSpec
+from hookwise.conditions import When
 from hookwise.durations import Duration
 from hookwise.errors import ConfigError, Problem
-from hookwise.globs import GlobError, compile_glob
+from hookwise.flow import Approval, Concurrency, Debounce, Notify, Throttle, WaitFor
 from hookwise.templates import Templates, is_template
 from hookwise.validation import did_you_mean, problems_from
 from hookwise.yamlpos import ENV_REF, Document, format_path, load_file
 
 RULE_SUFFIXES = (".yaml", ".yml")
+# Flow-control strings that are templates: (block, field).
+FLOW_TEMPLATES = (
+    ("debounce", "key"),
+    ("throttle", "key"),
+    ("concurrency", "key"),
+    ("wait_for", "correlate"),
+    ("approval", "message"),
+)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
-
-
-def as_text(value: Any) -> str:
-    """The string form scalars are matched by: JSON spelling for true/false/null."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    return str(value)
-
-
-def _as_globs(value: Any) -> list[str]:
-    items = value if isinstance(value, list) else [value]
-    if not items or any(isinstance(item, dict | list) for item in items):
-        raise ValueError(f"expected a glob or a list of globs, got {value!r}")
-    globs = [as_text(item) for item in items]
-    for glob in globs:
-        try:
-            compile_glob(glob)
-        except GlobError as exc:
-            raise ValueError(str(exc)) from None
-    return globs
-
-
-Scalar = str | int | float | bool
-Globs = Annotated[
-    list[str], BeforeValidator(_as_globs, json_schema_input_type=Scalar | list[Scalar])
-]
 
 
 class RetryPolicy(BaseModel):
@@ -85,17 +64,6 @@ class ActionCall(BaseModel):
     )
 
 
-class When(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    source: Globs = Field(default_factory=lambda: ["*"])
-    domain: Globs = Field(default_factory=lambda: ["*"])
-    event_type: Globs = Field(default_factory=lambda: ["*"])
-    match: dict[str, Globs] = Field(default_factory=dict, description="Every key must match.")
-    exclude: dict[str, Globs] = Field(default_factory=dict, description="Any match excludes.")
-    if_: str | None = Field(default=None, alias="if", description="A bare Jinja expression.")
-
-
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -103,8 +71,23 @@ class Rule(BaseModel):
     description: str = ""
     enabled: bool = True
     when: When
+    debounce: Debounce | None = None
+    throttle: Throttle | None = None
+    concurrency: Concurrency | None = None
+    wait_for: WaitFor | None = None
+    approval: Approval | None = None
+    notify: Notify | None = None
     actions: list[ActionCall] = Field(min_length=1)
     _origin: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _one_hold_at_a_time(self) -> Rule:
+        if self.debounce is not None and self.wait_for is not None:
+            raise ValueError(
+                "debounce and wait_for cannot be combined: a batch has no single event to "
+                "correlate; use two rules, or wait_for alone"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Rule:
@@ -223,6 +206,7 @@ class RuleLoader:
                         "match on event fields instead",
                     )
                 )
+        problems.extend(self._check_flow(doc, base, raw))
         actions = raw.get("actions")
         for position, raw_call in enumerate(actions if isinstance(actions, list) else []):
             try:
@@ -245,6 +229,38 @@ class RuleLoader:
                 problems.extend(self._compile(doc, path, text, bare=False))
             if spec.integration and raw.get("enabled", True) is not False:
                 problems.extend(self._check_connection(doc, at, spec, call))
+        return problems
+
+    def _check_flow(
+        self, doc: Document, base: tuple[Any, ...], raw: dict[str, Any]
+    ) -> list[Problem]:
+        """Flow keys and messages must compile; approvals and notices need Slack configured."""
+        problems: list[Problem] = []
+        for block, field_name in FLOW_TEMPLATES:
+            value = raw.get(block)
+            text = value.get(field_name) if isinstance(value, dict) else None
+            if isinstance(text, str):
+                path = (*base, block, field_name)
+                problems.extend(self._compile(doc, path, text, bare=False))
+        wait_for = raw.get("wait_for")
+        if isinstance(wait_for, dict) and isinstance(wait_for.get("if"), str):
+            problems.extend(
+                self._compile(doc, (*base, "wait_for", "if"), wait_for["if"], bare=True)
+            )
+        if raw.get("enabled", True) is False:
+            return problems
+        slack = self.connections.get("slack") or {}
+        for block in ("approval", "notify"):
+            if isinstance(raw.get(block), dict) and not slack.get("token"):
+                where = format_path((*base, block))
+                problems.append(
+                    doc.problem(
+                        (*base, block),
+                        f"{where}: needs Slack: set integrations.slack.token (a bot token) "
+                        "in the config file; see docs/chatops.md",
+                        at_key=True,
+                    )
+                )
         return problems
 
     def _check_connection(

@@ -21,10 +21,14 @@ from typing import Any
 from jinja2.exceptions import SecurityError
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from hookwise import clock
 from hookwise.actions import ActionContext, ActionSpec, RunLog, action_label, redact
+from hookwise.chatops.client import chat_for
+from hookwise.chatops.notify import Notifier
 from hookwise.config import Config
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.event import Event
+from hookwise.gates import Gates
 from hookwise.metrics import Metrics
 from hookwise.plugins import Registry
 from hookwise.rules import ActionCall, RetryPolicy
@@ -53,8 +57,13 @@ def template_context(
     outputs: dict[str, Any] | None = None,
     *,
     reveal: bool = True,
+    batch: list[Event] | None = None,
+    awaited: Event | None = None,
 ) -> dict[str, Any]:
     """What `with` templates and `if` see.
+
+    `event` is the latest event; `events` the debounced batch, oldest first (just
+    `event` without debounce); `awaited` the event `wait_for` waited for.
 
     `_env` expands the rule's `${VAR}` references (see templates.py) and nothing else,
     so a template cannot read an environment variable the rule did not declare. With
@@ -74,6 +83,8 @@ def template_context(
         "artifact": event_dict["artifact"],
         "artifacts": event.artifacts,
         "rule": {"name": rule["name"], "description": rule.get("description", "")},
+        "events": [e.as_dict() for e in batch] if batch else [event_dict],
+        "awaited": awaited.as_dict() if awaited else None,
         "steps": {key: {"output": value} for key, value in (outputs or {}).items()},
         "_env": env,
     }
@@ -106,12 +117,38 @@ class Runner:
         self.templates = templates
         self.config = config
         self.metrics = metrics
+        chat = chat_for(config)
+        self.gates = Gates(store, templates, chat)
+        self.notifier = Notifier(chat)
 
     async def execute(self, run: RunRecord) -> None:
-        """Run the remaining actions; on cancellation (shutdown) hand the run back at once."""
+        """Pass the run's gates, then run its remaining actions.
+
+        On cancellation (shutdown) the run is handed back at once.
+        """
         state = _State(run.step, run.attempt, dict(run.outputs))
         try:
-            await self._run_steps(run, state)
+            events = await self.store.events_of_run(run.id)
+            if not events:
+                error = f"event {run.event_id} is gone from the store"
+                await self._finish(
+                    run, [], None, Progress("dead", run.step, run.attempt, run.outputs, error)
+                )
+                return
+            awaited = (
+                await self.store.get_event(run.awaited_event_id) if run.awaited_event_id else None
+            )
+            visible = template_context(
+                events[-1], run.spec, run.outputs, reveal=False, batch=events, awaited=awaited
+            )
+            hold = await self.gates.check(run, events, visible)
+            if hold is not None:
+                await self._finish(run, events, hold.entry, hold.progress)
+                return
+            if "notify" in run.spec and not (run.flow.get("notify") or {}).get("ts"):
+                started = Progress("running", run.step, run.attempt, run.outputs)
+                await self._finish(run, events, None, started)
+            await self._run_steps(run, state, events, awaited)
         except asyncio.CancelledError:
             interrupted = None
             if state.in_flight is not None:
@@ -128,11 +165,13 @@ class Runner:
                 )
             note = INTERRUPTED
             progress = Progress("retrying", state.step, state.attempt, state.outputs, note)
-            await asyncio.shield(self._finish(run, interrupted, progress))
+            await asyncio.shield(self.store.record(run.lease, run.id, interrupted, progress))
             raise
 
-    async def _run_steps(self, run: RunRecord, state: _State) -> None:
-        event = await self.store.get_event(run.event_id)
+    async def _run_steps(
+        self, run: RunRecord, state: _State, events: list[Event], awaited: Event | None
+    ) -> None:
+        event = events[-1]
         calls = [ActionCall.model_validate(a) for a in run.spec["actions"]]
         secrets = [os.environ[n] for n in run.spec.get("env", []) if os.environ.get(n)]
         secrets += self.integration_secrets
@@ -141,19 +180,18 @@ class Runner:
             call = calls[step]
             label = action_label(call.id, call.uses, step)
             number = attempt + 1
-            if event is None or number > call.retry.attempts:
-                error = (
-                    f"event {run.event_id} is gone from the store"
-                    if event is None
-                    else f"{label}: gave up after {attempt} attempts ({run.error or 'lost'})"
+            if number > call.retry.attempts:
+                error = f"{label}: gave up after {attempt} attempts ({run.error or 'lost'})"
+                await self._finish(
+                    run, events, None, Progress("dead", step, attempt, outputs, error)
                 )
-                await self._finish(run, None, Progress("dead", step, attempt, outputs, error))
                 return
             log = RunLog(f"{run.rule}/{label}", secrets)
             started = time.time()
             state.in_flight = (label, number, started)
             resumed = number > 1 or (step == run.step and run.error == INTERRUPTED)
-            outcome = await self._attempt(run, event, call, label, number, outputs, log, resumed)
+            context = template_context(event, run.spec, outputs, batch=events, awaited=awaited)
+            outcome = await self._attempt(run, event, call, label, number, context, log, resumed)
             state.in_flight = None
             ended = time.time()
             self.metrics.action_duration.labels(call.uses).observe(ended - started)
@@ -173,7 +211,7 @@ class Runner:
             progress = _next(call, calls, state, label, number, outcome, record)
             _log_outcome(run, label, number, call.retry.attempts, record.error, progress)
             # Shielded: once an attempt is over, its record is written even during shutdown.
-            kept = await asyncio.shield(self._finish(run, record, progress))
+            kept = await asyncio.shield(self._finish(run, events, record, progress))
             if not kept or progress.status != "running":
                 return
             state.step, state.attempt, state.outputs = progress.step, 0, progress.outputs
@@ -209,8 +247,13 @@ class Runner:
             ) from exc
 
     async def _finish(
-        self, run: RunRecord, record: AttemptRecord | None, progress: Progress
+        self,
+        run: RunRecord,
+        events: list[Event],
+        record: AttemptRecord | None,
+        progress: Progress,
     ) -> bool:
+        progress = await self.notifier.sync(run, events, progress, record)
         kept = await self.store.record(run.lease, run.id, record, progress)
         if kept and progress.status in ("succeeded", "dead"):
             self.metrics.runs_finished.labels(run.rule, progress.status).inc()
@@ -223,14 +266,13 @@ class Runner:
         call: ActionCall,
         label: str,
         number: int,
-        outputs: dict[str, Any],
+        context: dict[str, Any],
         log: RunLog,
         resumed: bool,
     ) -> Outcome:
         spec = self.actions.get(call.uses)
         if spec is None:
             return Outcome("dead", error=f"action {call.uses!r} is not installed any more")
-        context = template_context(event, run.spec, outputs)
         key = hashlib.sha256(f"{run.id}:{label}".encode()).hexdigest()[:32]
         action_context = ActionContext(event, run.rule, label, number, key, self.config, log)
         timeout = call.timeout or self.config.worker.action_timeout
@@ -300,7 +342,7 @@ def _next(
             if asked is not None and math.isfinite(asked) and asked >= 0
             else backoff(call.retry, number)
         )
-        return Progress("retrying", state.step, number, outputs, record.error, time.time() + delay)
+        return Progress("retrying", state.step, number, outputs, record.error, clock.now() + delay)
     return Progress("dead", state.step, number, outputs, f"{label}: {record.error}")
 
 
@@ -309,7 +351,7 @@ def _log_outcome(
 ) -> None:
     where = f"run {run.id} rule {run.rule} action {label} attempt {number}/{attempts}"
     if progress.status == "retrying":
-        wait = max(0.0, progress.next_attempt_at - time.time())
+        wait = max(0.0, progress.next_attempt_at - clock.now())
         log.warning("%s failed, retrying in %.1fs: %s", where, wait, error)
     elif progress.status == "dead":
         log.error("%s failed, run is dead: %s", where, error)

@@ -10,6 +10,13 @@ from the query string, a form body or a JSON body, merged):
 - `POST /api/chat.update`: channel by ID only, ts; `blocks` left out keeps the old ones.
 - `POST /api/conversations.history`, `POST /api/conversations.replies`: newest first,
   `oldest`, metadata only with `include_all_metadata`.
+- `POST /api/chat.postEphemeral`: channel and user required; kept in `ephemerals`.
+- `GET /api/usergroups.users.list`: members of a user group from `groups`
+  (`no_such_subteam` otherwise; needs usergroups:read).
+
+And Slack's side of interactivity: `signed_headers` signs a request the way Slack
+does (v0 HMAC-SHA256 over `v0:{timestamp}:{body}`), and `click` builds the form body
+Slack posts to an app's interactivity URL when someone presses a button.
 - `POST /services/<team>/<bot>/<secret>`: the incoming webhook; answers the text `ok`, or
   `invalid_payload`/`no_text` with HTTP 400 and `no_service` with HTTP 404 as Slack does.
 
@@ -21,6 +28,8 @@ with `fail()`: an HTTP 429 with Retry-After, a 500, a 410 from the webhook, and 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -28,7 +37,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 TOKEN = "xoxb-standin-0123456789-secret"
 WEBHOOK_PATH = "/services/T0STANDIN/B0STANDIN/standin-webhook-secret"
@@ -39,6 +48,8 @@ SCOPE_OF = {
     "chat.update": "chat:write",
     "conversations.history": "channels:history",
     "conversations.replies": "channels:history",
+    "chat.postEphemeral": "chat:write",
+    "usergroups.users.list": "usergroups:read",
 }
 
 
@@ -72,7 +83,11 @@ class SlackStandin:
         self.token = token
         self.channels = channels or {"C0DEPLOYS": "deploys", "C0RELEASES": "releases"}
         self.joined = joined if joined is not None else {"C0DEPLOYS"}
-        self.scopes = scopes if scopes is not None else {"chat:write", "channels:history"}
+        self.scopes = (
+            scopes if scopes is not None else {"chat:write", "channels:history", "usergroups:read"}
+        )
+        self.groups: dict[str, list[str]] = {}
+        self.ephemerals: list[dict[str, Any]] = []
         self.webhook_channel = "C0DEPLOYS"
         self.calls: list[Call] = []
         self.messages: dict[str, list[dict[str, Any]]] = {c: [] for c in self.channels}
@@ -255,6 +270,25 @@ class SlackStandin:
         answer = {"ok": True, "channel": channel, "ts": message["ts"], "text": message["text"]}
         return 200, {**answer, "message": message}, {}
 
+    def _chat_postEphemeral(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        channel = self._channel(body.get("channel"))
+        if channel is None:
+            return _error("channel_not_found")
+        if not body.get("user"):
+            return _error("user_not_in_channel")
+        problem = self._content_error(body)
+        if problem:
+            return problem
+        ts = self._next_ts()
+        self.ephemerals.append({"channel": channel, "user": body["user"], "text": body.get("text")})
+        return 200, {"ok": True, "message_ts": ts}, {}
+
+    def _usergroups_users_list(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        members = self.groups.get(str(body.get("usergroup")))
+        if members is None:
+            return _error("no_such_subteam")
+        return 200, {"ok": True, "users": members}, {}
+
     def _history(self, body: dict[str, Any], thread: str | None) -> tuple[int, Any, dict[str, str]]:
         channel = self._channel(body.get("channel"), by_name=False)
         if channel is None:
@@ -321,3 +355,34 @@ def _send(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict
         handler.wfile.write(data)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the client gave up (timeout): what tests provoke
+
+
+def signed_headers(secret: str, body: bytes, timestamp: float | None = None) -> dict[str, str]:
+    """What Slack sends with every request to an app: a timestamp and its v0 signature."""
+    stamp = str(int(time.time() if timestamp is None else timestamp))
+    digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256)
+    return {
+        "x-slack-request-timestamp": stamp,
+        "x-slack-signature": "v0=" + digest.hexdigest(),
+        "content-type": "application/x-www-form-urlencoded",
+    }
+
+
+def click(run_id: str, user: str, action_id: str, channel: str = "C0DEPLOYS") -> bytes:
+    """The form body of a block_actions interaction: someone pressed a button."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower()},
+        "team": {"id": "T0STANDIN"},
+        "channel": {"id": channel},
+        "actions": [{"action_id": action_id, "value": run_id, "type": "button"}],
+        "response_url": "https://hooks.slack.com/actions/T0STANDIN/1/abc",
+        "trigger_id": "1.2.3",
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def command(text: str, user: str, channel: str = "C0DEPLOYS") -> bytes:
+    """The form body of a slash command: `/hookwise <text>`."""
+    fields = {"command": "/hookwise", "text": text, "user_id": user, "channel_id": channel}
+    return urlencode({**fields, "team_id": "T0STANDIN", "response_url": "https://x/y"}).encode()

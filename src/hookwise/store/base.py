@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hookwise.actions import action_label
 from hookwise.event import Event, iso_time
 
-EVENT_STATUSES = ("unmatched", "active", "succeeded", "failed")
+EVENT_STATUSES = ("unmatched", "active", "succeeded", "failed", "stopped")
+# Runs held back by flow control until an event, a decision or their deadline arrives.
+WAITING_STATUSES = ("waiting_event", "waiting_approval")
+ACTIVE_STATUSES = ("pending", "running", "retrying", "debouncing", *WAITING_STATUSES)
+# Ends other than succeeded and dead: the run was stopped by flow control or a person.
+STOPPED_STATUSES = ("skipped", "superseded", "expired", "rejected")
+RUN_STATUSES = (*ACTIVE_STATUSES, "succeeded", "dead", *STOPPED_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -20,15 +26,50 @@ class AcceptResult:
 
 
 @dataclass(frozen=True)
+class FlowKeys:
+    """The rendered keys of a rule's flow control for one event; None where unused."""
+
+    debounce: str | None = None
+    throttle: str | None = None
+    concurrency: str | None = None
+    wait: str | None = None
+
+
+@dataclass(frozen=True)
 class NewRun:
     """A run to create: the rule's name and a snapshot of its actions at match time.
 
-    The snapshot makes a run independent of later rule edits and reloads.
+    The snapshot makes a run independent of later rule edits and reloads. A run
+    that cannot start (its flow key did not render) is created `dead` with the reason.
     """
 
     id: str
     rule: str
     spec: dict[str, Any]
+    keys: FlowKeys = FlowKeys()
+    status: str = "pending"
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One person's approve or reject of a run waiting for approval."""
+
+    run_id: str
+    actor: str
+    decision: str  # approve | reject
+    reason: str | None = None
+    via: str = "api"
+    decided_at: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "by": self.actor,
+            "decision": self.decision,
+            "reason": self.reason,
+            "via": self.via,
+            "at": iso_time(self.decided_at),
+        }
 
 
 @dataclass
@@ -46,7 +87,12 @@ class RunRecord:
     created_at: float
     updated_at: float
     next_attempt_at: float
+    flow: dict[str, Any] = field(default_factory=dict)
+    concurrency_key: str | None = None
+    awaited_event_id: str | None = None
     lease: str = ""
+    # The status the run was claimed from, so the runner knows which gate woke it.
+    phase: str = ""
 
 
 @dataclass
@@ -63,6 +109,8 @@ class AttemptRecord:
     output: Any = None
     error: str | None = None
     log: list[dict[str, Any]] = field(default_factory=list)
+    # Flow-control entries (approval requested, decided, …) are history, not attempts.
+    counted: bool = True
 
 
 @dataclass(frozen=True)
@@ -75,20 +123,38 @@ class Progress:
     outputs: dict[str, Any]
     error: str | None = None
     next_attempt_at: float = 0.0
+    flow: dict[str, Any] | None = None  # replaces the run's flow state when given
 
 
 class Store(ABC):
+    """Durable events and runs; every backend passes the same test suite."""
+
     @abstractmethod
-    async def open(self) -> None: ...
+    async def open(self, *, upgrade: bool = False) -> None:
+        """Connect, and create the schema in an empty database.
+
+        A schema older than this code is an error unless `upgrade` (`hookwise db
+        upgrade`) applies the missing migrations.
+        """
 
     @abstractmethod
     async def close(self) -> None: ...
 
     @abstractmethod
     async def accept(
-        self, event: Event, dedupe_key: str, window: float, runs: list[NewRun]
+        self,
+        event: Event,
+        dedupe_key: str,
+        window: float,
+        runs: list[NewRun],
+        awaited: list[tuple[str, str]] = (),  # type: ignore[assignment]
     ) -> AcceptResult:
-        """Persist the event and its runs atomically, unless `dedupe_key` was seen in `window`."""
+        """Persist the event and its runs atomically, unless `dedupe_key` was seen in `window`.
+
+        Flow control is applied in the same transaction: a run joins its key's open
+        debounce batch, is skipped by its throttle, or supersedes older runs of its key.
+        `awaited` lists (rule, correlation key) pairs whose waiting runs this event releases.
+        """
 
     @abstractmethod
     async def add_runs(self, event_id: str, runs: list[NewRun]) -> None:
@@ -116,7 +182,29 @@ class Store(ABC):
         """Write an attempt (if any) and the run's new state; False when the lease was lost."""
 
     @abstractmethod
+    async def decide(self, decision: Decision) -> str:
+        """Record a decision on a run waiting for approval; see `sql.decide` for answers."""
+
+    @abstractmethod
     async def get_event(self, event_id: str) -> Event | None: ...
+
+    @abstractmethod
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    @abstractmethod
+    async def run_details(self, run_id: str) -> dict[str, Any] | None:
+        """The API's view of one run, with its attempts, events and decisions."""
+
+    @abstractmethod
+    async def events_of_run(self, run_id: str) -> list[Event]:
+        """The events that triggered a run, oldest first: one, or a debounced batch."""
+
+    @abstractmethod
+    async def decisions_of(self, run_id: str) -> list[Decision]: ...
+
+    @abstractmethod
+    async def recent_runs(self, statuses: Sequence[str], limit: int) -> list[RunRecord]:
+        """Most recently updated first."""
 
     @abstractmethod
     async def list_events(

@@ -11,34 +11,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
-import json
 import logging
 import queue
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hookwise.actions import action_label
 from hookwise.errors import StoreError
-from hookwise.event import Event, new_id
-from hookwise.store.base import (
-    AcceptResult,
-    AttemptRecord,
-    NewRun,
-    Progress,
-    RunRecord,
-    Store,
-    run_view,
-)
+from hookwise.store.sqlstore import SqlStore
 
 T = TypeVar("T")
 log = logging.getLogger("hookwise.store")
-R = TypeVar("R")
 MAX_BATCH = 512
 
 MIGRATIONS = [
@@ -97,16 +83,55 @@ MIGRATIONS = [
     """
     ALTER TABLE events ADD COLUMN artifacts TEXT NOT NULL DEFAULT '[]';
     """,
+    """
+    ALTER TABLE runs ADD COLUMN flow TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE runs ADD COLUMN debounce_key TEXT;
+    ALTER TABLE runs ADD COLUMN concurrency_key TEXT;
+    ALTER TABLE runs ADD COLUMN await_key TEXT;
+    ALTER TABLE runs ADD COLUMN awaited_event_id TEXT;
+    CREATE INDEX runs_debounce ON runs (rule, debounce_key) WHERE status = 'debouncing';
+    CREATE INDEX runs_concurrency ON runs (rule, concurrency_key, status)
+        WHERE concurrency_key IS NOT NULL;
+    CREATE INDEX runs_await ON runs (rule, await_key) WHERE status = 'waiting_event';
+    CREATE TABLE run_events (
+        run_id TEXT NOT NULL REFERENCES runs (id),
+        event_id TEXT NOT NULL REFERENCES events (id),
+        role TEXT NOT NULL,
+        PRIMARY KEY (run_id, event_id)
+    );
+    CREATE INDEX run_events_event ON run_events (event_id);
+    INSERT INTO run_events (run_id, event_id, role) SELECT id, event_id, 'trigger' FROM runs;
+    CREATE TABLE throttles (
+        rule TEXT NOT NULL,
+        key TEXT NOT NULL,
+        last_at REAL NOT NULL,
+        run_id TEXT NOT NULL,
+        PRIMARY KEY (rule, key)
+    );
+    CREATE TABLE decisions (
+        run_id TEXT NOT NULL REFERENCES runs (id),
+        actor TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        reason TEXT,
+        via TEXT NOT NULL,
+        decided_at REAL NOT NULL,
+        PRIMARY KEY (run_id, actor)
+    );
+    """,
 ]
 
-_RUN_COLUMNS = (
-    "id, event_id, rule, status, spec, step, attempt, attempts_total, outputs, error, "
-    "created_at, updated_at, next_attempt_at"
-)
+
+class _Connection(sqlite3.Connection):
+    """A connection that is also a `sql.Tx`: one writer thread needs no named locks."""
+
+    def lock(self, name: str) -> None:
+        pass
 
 
-def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+def _connect(path: str) -> _Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=30, factory=_Connection
+    )
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -114,7 +139,7 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]
+Job = tuple[Callable[[_Connection], Any], asyncio.Future[Any]]
 
 
 class _Writer(threading.Thread):
@@ -175,7 +200,7 @@ class _Writer(threading.Thread):
             batch.append(job)
         return batch
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
+    def _commit(self, conn: _Connection, batch: list[Job]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -215,19 +240,19 @@ def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SqlStore):
     def __init__(self, path: str) -> None:
         self.path = path
         self._writer: _Writer | None = None
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hookwise-sqlite-read")
         self._local = threading.local()
 
-    async def open(self) -> None:
+    async def open(self, *, upgrade: bool = False) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = _Writer(self.path)
         self._writer.start()
         await asyncio.wrap_future(self._writer.ready)
-        await self._write(_migrate)
+        await self._write(lambda conn: _migrate(conn, self.path, upgrade))
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -236,7 +261,7 @@ class SQLiteStore(Store):
             self._writer = None
         self._readers.shutdown(wait=True)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[_Connection], T]) -> T:
         writer = self._writer
         if writer is None:
             raise StoreError("the store is not open")
@@ -249,7 +274,7 @@ class SQLiteStore(Store):
             raise writer.failure
         return await future
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _read(self, fn: Callable[[_Connection], T]) -> T:
         def call() -> T:
             try:
                 conn = getattr(self._local, "conn", None)
@@ -261,257 +286,23 @@ class SQLiteStore(Store):
 
         return await asyncio.get_running_loop().run_in_executor(self._readers, call)
 
-    async def accept(
-        self, event: Event, dedupe_key: str, window: float, runs: list[NewRun]
-    ) -> AcceptResult:
-        def write(conn: sqlite3.Connection) -> AcceptResult:
-            seen = conn.execute(
-                "SELECT event_id FROM dedupe WHERE key = ? AND seen_at > ?",
-                (dedupe_key, event.received_at - window),
-            ).fetchone()
-            if seen:
-                return AcceptResult(seen["event_id"], duplicate=True)
-            conn.execute(
-                "INSERT INTO events (id, source, kind, domain, event_type, delivery_id, "
-                "received_at, data, headers, artifacts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    event.id,
-                    event.source,
-                    event.kind,
-                    event.domain,
-                    event.event_type,
-                    event.delivery_id,
-                    event.received_at,
-                    json.dumps(event.data),
-                    json.dumps(event.headers),
-                    json.dumps(event.artifacts),
-                ),
-            )
-            conn.execute(
-                "INSERT OR REPLACE INTO dedupe VALUES (?, ?, ?)",
-                (dedupe_key, event.id, event.received_at),
-            )
-            _insert_runs(conn, event.id, runs, event.received_at)
-            return AcceptResult(event.id, duplicate=False)
 
-        return await self._write(write)
-
-    async def add_runs(self, event_id: str, runs: list[NewRun]) -> None:
-        await self._write(lambda conn: _insert_runs(conn, event_id, runs, time.time()))
-
-    async def claim(
-        self, owner: str, limit: int, lease: float, exclude: Collection[str] = ()
-    ) -> list[RunRecord]:
-        skip = list(exclude)
-
-        def write(conn: sqlite3.Connection) -> list[RunRecord]:
-            now = time.time()
-            rows = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE "
-                "((status IN ('pending', 'retrying') AND next_attempt_at <= ?) "
-                "OR (status = 'running' AND lease_expires_at < ?)) "
-                f"AND id NOT IN ({','.join('?' * len(skip))}) "
-                "ORDER BY next_attempt_at LIMIT ?",
-                (now, now, *skip, limit),
-            ).fetchall()
-            claimed = []
-            for row in rows:
-                record = _run_record(row)
-                token = f"{owner}/{new_id()}"
-                if record.status == "running":
-                    _record_lost_attempt(conn, record, now)
-                    record.attempt += 1
-                    record.attempts_total += 1
-                conn.execute(
-                    "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires_at = ?, "
-                    "attempt = ?, attempts_total = ?, updated_at = ? WHERE id = ?",
-                    (token, now + lease, record.attempt, record.attempts_total, now, record.id),
-                )
-                record.status = "running"
-                record.lease = token
-                claimed.append(record)
-            return claimed
-
-        return await self._write(write)
-
-    async def renew(self, tokens: list[str], lease: float) -> None:
-        if not tokens:
-            return
-        marks = ",".join("?" * len(tokens))
-        await self._write(
-            lambda conn: conn.execute(
-                "UPDATE runs SET lease_expires_at = ? "
-                f"WHERE status = 'running' AND lease_owner IN ({marks})",
-                (time.time() + lease, *tokens),
-            )
-        )
-
-    async def record(
-        self, token: str, run_id: str, attempt: AttemptRecord | None, progress: Progress
-    ) -> bool:
-        def write(conn: sqlite3.Connection) -> bool:
-            keep_lease = progress.status == "running"
-            updated = conn.execute(
-                "UPDATE runs SET status = ?, step = ?, attempt = ?, "
-                "attempts_total = attempts_total + ?, outputs = ?, error = ?, "
-                "next_attempt_at = ?, updated_at = ?, "
-                "lease_owner = CASE WHEN ? THEN lease_owner END, "
-                "lease_expires_at = CASE WHEN ? THEN lease_expires_at END "
-                "WHERE id = ? AND lease_owner = ? AND status = 'running'",
-                (
-                    progress.status,
-                    progress.step,
-                    progress.attempt,
-                    int(attempt is not None),
-                    json.dumps(progress.outputs),
-                    progress.error,
-                    progress.next_attempt_at,
-                    time.time(),
-                    keep_lease,
-                    keep_lease,
-                    run_id,
-                    token,
-                ),
-            ).rowcount
-            if updated and attempt is not None:
-                _insert_attempt(conn, attempt)
-            return bool(updated)
-
-        return await self._write(write)
-
-    async def get_event(self, event_id: str) -> Event | None:
-        row = await self._read(
-            lambda conn: conn.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
-        )
-        return _event(row) if row else None
-
-    async def list_events(
-        self, filters: dict[str, str], status: str | None, limit: int
-    ) -> list[dict[str, Any]]:
-        where = " AND ".join(f"e.{column} = ?" for column in filters) or "1 = 1"
-        having = "HAVING event_status = ?" if status else ""
-        sql = (
-            "SELECT e.*, COUNT(r.id) AS run_count, "
-            "CASE WHEN COUNT(r.id) = 0 THEN 'unmatched' "
-            "WHEN SUM(r.status = 'dead') > 0 THEN 'failed' "
-            "WHEN SUM(r.status IN ('pending', 'running', 'retrying')) > 0 THEN 'active' "
-            "ELSE 'succeeded' END AS event_status "
-            f"FROM events e LEFT JOIN runs r ON r.event_id = e.id WHERE {where} "
-            f"GROUP BY e.id {having} ORDER BY e.id DESC LIMIT ?"
-        )
-        params = (*filters.values(), *([status] if status else []), limit)
-        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
-        return [
-            {**_event(row).as_dict(), "status": row["event_status"], "runs": row["run_count"]}
-            for row in rows
-        ]
-
-    async def runs_of(self, event_id: str) -> list[dict[str, Any]]:
-        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            runs = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE event_id = ? ORDER BY created_at, id",
-                (event_id,),
-            ).fetchall()
-            out = []
-            for row in runs:
-                attempts = conn.execute(
-                    "SELECT * FROM attempts WHERE run_id = ? ORDER BY id", (row["id"],)
-                ).fetchall()
-                out.append(run_view(_run_record(row), [_attempt(a) for a in attempts]))
-            return out
-
-        return await self._read(read)
-
-    async def queue_depth(self) -> int:
-        row = await self._read(
-            lambda conn: conn.execute(
-                "SELECT COUNT(*) FROM runs WHERE status IN ('pending', 'retrying')"
-            ).fetchone()
-        )
-        return int(row[0])
-
-    async def next_due(self) -> float | None:
-        row = await self._read(
-            lambda conn: conn.execute(
-                "SELECT MIN(next_attempt_at) FROM runs WHERE status IN ('pending', 'retrying')"
-            ).fetchone()
-        )
-        return row[0]
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
+def _migrate(conn: sqlite3.Connection, path: str, upgrade: bool) -> None:
+    """Create a new database; upgrade an older one only when asked (`hookwise db upgrade`)."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
+    latest = len(MIGRATIONS)
+    if version > latest:
         raise StoreError(
-            f"the database schema is version {version}, newer than this hookwise knows "
-            f"({len(MIGRATIONS)}); upgrade hookwise"
+            f"the database schema of {path} is version {version}, newer than this hookwise "
+            f"knows ({latest}); upgrade hookwise"
+        )
+    if 0 < version < latest and not upgrade:
+        raise StoreError(
+            f"the database schema of {path} is version {version}, this hookwise needs "
+            f"{latest}: back up the file, then run `hookwise db upgrade`"
         )
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         for statement in filter(str.strip, script.split(";")):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {number}")
-
-
-def _insert_runs(conn: sqlite3.Connection, event_id: str, runs: list[NewRun], now: float) -> None:
-    conn.executemany(
-        "INSERT INTO runs (id, event_id, rule, status, spec, created_at, updated_at, "
-        "next_attempt_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
-        [(run.id, event_id, run.rule, json.dumps(run.spec), now, now, now) for run in runs],
-    )
-
-
-def _record_lost_attempt(conn: sqlite3.Connection, record: RunRecord, now: float) -> None:
-    action = record.spec["actions"][record.step]
-    _insert_attempt(
-        conn,
-        AttemptRecord(
-            run_id=record.id,
-            step=record.step,
-            action=action_label(action.get("id"), action["uses"], record.step),
-            number=record.attempt + 1,
-            started_at=record.updated_at,
-            ended_at=now,
-            status="lost",
-            error="the worker running this attempt stopped before finishing (lease expired)",
-        ),
-    )
-
-
-def _insert_attempt(conn: sqlite3.Connection, attempt: AttemptRecord) -> None:
-    conn.execute(
-        "INSERT INTO attempts (run_id, step, action, number, started_at, ended_at, status, "
-        "output, error, log) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            attempt.run_id,
-            attempt.step,
-            attempt.action,
-            attempt.number,
-            attempt.started_at,
-            attempt.ended_at,
-            attempt.status,
-            json.dumps(attempt.output),
-            attempt.error,
-            json.dumps(attempt.log),
-        ),
-    )
-
-
-def _load(cls: type[R], row: sqlite3.Row, *json_columns: str) -> R:
-    """A record dataclass from a row: same names, JSON columns decoded."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values = {key: row[key] for key in names.intersection(row.keys())}
-    for column in json_columns:
-        values[column] = json.loads(values[column]) if values[column] is not None else None
-    return cls(**values)
-
-
-def _event(row: sqlite3.Row) -> Event:
-    return _load(Event, row, "data", "headers", "artifacts")
-
-
-def _run_record(row: sqlite3.Row) -> RunRecord:
-    return _load(RunRecord, row, "spec", "outputs")
-
-
-def _attempt(row: sqlite3.Row) -> AttemptRecord:
-    return _load(AttemptRecord, row, "output", "log")
+        log.info("store %s: schema upgraded to version %d", path, number)

@@ -1,0 +1,183 @@
+"""`POST /slack/commands`: the `/hookwise` slash command.
+
+Answers are ephemeral (only the asking person sees them) and come back in the HTTP
+response, within Slack's three seconds. Commands that change something (replay,
+approve, reject) are for the users listed in `integrations.slack.operators`;
+approve and reject also need the person to be an approver of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from hookwise import operations
+from hookwise.chatops.client import SlackChat
+from hookwise.chatops.interactions import may_approve, signed_form
+from hookwise.engine import Engine
+from hookwise.errors import StoreError
+from hookwise.slack import cut, escape
+from hookwise.store import Store
+
+HELP = """*hookwise* commands:
+`/hookwise status`: recent events, failing runs and runs waiting for approval
+`/hookwise show ID`: an event and its runs, or one run
+`/hookwise replay EVENT_ID`: run the current rules for a stored event again
+`/hookwise approve RUN_ID`, `/hookwise reject RUN_ID [reason]`: decide on a run
+`/hookwise rules`: the loaded rules
+`/hookwise help`: this list"""
+CHANGING = ("replay", "approve", "reject")
+
+
+@dataclass(frozen=True)
+class Asker:
+    user: str
+    channel: str
+
+
+class Commands:
+    def __init__(
+        self,
+        engine: Engine,
+        chat: SlackChat | None,
+        secret: str | None,
+        operators: list[str],
+    ) -> None:
+        self.engine = engine
+        self.chat = chat
+        self.secret = secret
+        self.operators = operators
+        self.table: dict[str, Callable[[Asker, list[str]], Awaitable[str]]] = {
+            "help": self._help,
+            "status": self._status,
+            "show": self._show,
+            "replay": self._replay,
+            "approve": self._approve,
+            "reject": self._reject,
+            "rules": self._rules,
+        }
+
+    async def handle(self, request: Request) -> Response:
+        form = await signed_form(request, self.secret)
+        if isinstance(form, Response):
+            return form
+        words = form.get("text", "").split()
+        name, args = (words[0].lower(), words[1:]) if words else ("help", [])
+        asker = Asker(form.get("user_id", ""), form.get("channel_id", ""))
+        command = self.table.get(name)
+        if command is None:
+            text = f"Unknown command `{escape(name)}`.\n{HELP}"
+        elif name in CHANGING and asker.user not in self.operators:
+            text = (
+                f"`{name}` changes things, so it is limited to the users in "
+                "integrations.slack.operators; ask an operator."
+            )
+        else:
+            try:
+                text = await command(asker, args)
+            except StoreError:
+                text = "hookwise cannot read its store right now; try again in a moment."
+        return JSONResponse(
+            {
+                "response_type": "ephemeral",
+                "text": cut(text, 3000),
+                "blocks": [
+                    {"type": "section", "text": {"type": "mrkdwn", "text": cut(text, 3000)}}
+                ],
+            }
+        )
+
+    @property
+    def store(self) -> Store:
+        assert self.engine.store is not None, "the store opens before requests are served"
+        return self.engine.store
+
+    async def _help(self, asker: Asker, args: list[str]) -> str:
+        return HELP
+
+    async def _status(self, asker: Asker, args: list[str]) -> str:
+        events = await self.store.list_events({}, None, 5)
+        failing = await self.store.recent_runs(["dead"], 5)
+        waiting = await self.store.recent_runs(["waiting_approval"], 5)
+        lines = ["*Recent events*"] + [
+            f"`{e['id']}` {escape(e['source'])} {escape(e['domain'])} "
+            f"{escape(e['event_type'])}: {e['status']}"
+            for e in events
+        ] or ["none"]
+        lines.append("*Failing runs*")
+        lines += [f"`{r.id}` {escape(r.rule)}: {escape(cut(r.error or '', 200))}" for r in failing]
+        lines += ["none"] if not failing else []
+        lines.append("*Waiting for approval*")
+        lines += [f"`{r.id}` {escape(r.rule)}" for r in waiting] or ["none"]
+        return "\n".join(lines)
+
+    async def _show(self, asker: Asker, args: list[str]) -> str:
+        if len(args) != 1:
+            return "Usage: `/hookwise show ID` (an event or a run id)"
+        event = await self.store.get_event(args[0])
+        if event is not None:
+            runs = await self.store.runs_of(event.id)
+            lines = [
+                f"*Event* `{event.id}`: {escape(event.source)} {escape(event.domain)} "
+                f"{escape(event.event_type)}"
+            ]
+            lines += [_run_line(run) for run in runs] or ["no runs (no rule matched)"]
+            return "\n".join(lines)
+        run = await self.store.run_details(args[0])
+        if run is None:
+            return f"No event or run `{escape(args[0])}`."
+        return _run_line(run)
+
+    async def _replay(self, asker: Asker, args: list[str]) -> str:
+        if len(args) != 1:
+            return "Usage: `/hookwise replay EVENT_ID`"
+        runs = await self.engine.replay(args[0])
+        if runs is None:
+            return f"No event `{escape(args[0])}`."
+        return f"Replaying event `{args[0]}`: {len(runs)} new runs " + " ".join(
+            f"`{r}`" for r in runs
+        )
+
+    async def _approve(self, asker: Asker, args: list[str]) -> str:
+        return await self._decide(asker, args, "approve")
+
+    async def _reject(self, asker: Asker, args: list[str]) -> str:
+        return await self._decide(asker, args, "reject")
+
+    async def _decide(self, asker: Asker, args: list[str], decision: str) -> str:
+        if not args:
+            return f"Usage: `/hookwise {decision} RUN_ID`" + (
+                " [reason]" if decision == "reject" else ""
+            )
+        run = await self.store.get_run(args[0])
+        if run is None or "approval" not in run.spec:
+            return f"No run `{escape(args[0])}` waiting for approval."
+        assert self.chat is not None
+        if not await may_approve(self.chat, asker.user, run.spec["approval"]["approvers"]):
+            return f"You are not an approver of rule {escape(run.rule)}."
+        reason = " ".join(args[1:]) or None
+        answer = await operations.decide(self.store, run.id, asker.user, decision, reason, "slack")
+        if answer.ok:
+            self.engine.on_new_runs()
+        return escape(answer.message)
+
+    async def _rules(self, asker: Asker, args: list[str]) -> str:
+        rules = self.engine.rules.rules
+        lines = [
+            f"`{escape(r.name)}`{'' if r.enabled else ' (disabled)'}: "
+            f"{escape(','.join(r.when.source))}/{escape(','.join(r.when.domain))}/"
+            f"{escape(','.join(r.when.event_type))} → "
+            f"{escape(', '.join(a.uses for a in r.actions))}"
+            for r in rules
+        ]
+        return "\n".join([f"*{len(rules)} rules*", *lines])
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    error = f": {escape(cut(run['error'], 300))}" if run.get("error") else ""
+    where = f"{escape(run['rule'])} · {run['status']} · {escape(run['action'])}"
+    return f"run `{run['id']}` {where}{error}"

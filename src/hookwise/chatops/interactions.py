@@ -1,0 +1,122 @@
+"""`POST /slack/interactions`: Approve and Reject clicks on approval requests.
+
+Slack expects an answer within three seconds; the decision is recorded and the run's
+worker updates the message, so the endpoint only verifies, checks who clicked, and
+records. A refusal goes to the clicking person alone, as an ephemeral message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from hookwise import operations
+from hookwise.chatops.client import SlackChat
+from hookwise.chatops.messages import APPROVE, REJECT
+from hookwise.chatops.verify import verify_slack
+from hookwise.engine import Engine
+from hookwise.errors import PermanentFailure, RetryLater, StoreError, VerificationError
+from hookwise.receiver import BodyTooLarge, error, read_body
+from hookwise.store import Store
+
+log = logging.getLogger("hookwise.chatops")
+MAX_BODY = 256 * 1024  # Slack's payloads are a few kilobytes
+
+
+async def signed_form(request: Request, secret: str | None) -> dict[str, str] | JSONResponse:
+    """The form Slack sent, after its signature checked out; or the error to answer."""
+    if secret is None:
+        return error(404, "not_found", "Slack is not set up: set integrations.slack.signing_secret")
+    try:
+        body = await read_body(request, MAX_BODY)
+    except BodyTooLarge:
+        return error(413, "too_large", f"body exceeds {MAX_BODY} bytes")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        verify_slack(secret, headers, body)
+    except VerificationError as exc:
+        log.warning("refused a Slack request to %s: %s", request.url.path, exc)
+        return error(401, "unauthorized", str(exc))
+    form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {key: values[0] for key, values in form.items()}
+
+
+async def may_approve(chat: SlackChat, user: str, approvers: list[str]) -> bool:
+    """Listed by id, or a member of a listed user group (asked of Slack)."""
+    if user in approvers:
+        return True
+    for group in (a for a in approvers if a.startswith("S")):
+        try:
+            if user in await chat.group_members(group):
+                return True
+        except (RetryLater, PermanentFailure) as exc:
+            log.warning("could not read members of user group %s: %s", group, exc)
+    return False
+
+
+class Interactions:
+    def __init__(self, engine: Engine, chat: SlackChat | None, secret: str | None) -> None:
+        self.engine = engine
+        self.chat = chat
+        self.secret = secret
+
+    @property
+    def store(self) -> Store:
+        assert self.engine.store is not None, "the store opens before requests are served"
+        return self.engine.store
+
+    async def handle(self, request: Request) -> Response:
+        form = await signed_form(request, self.secret)
+        if isinstance(form, Response):
+            return form
+        try:
+            payload = json.loads(form.get("payload", ""))
+        except ValueError:
+            return error(400, "bad_payload", "expected a form field `payload` holding JSON")
+        if not isinstance(payload, dict) or payload.get("type") != "block_actions":
+            return Response(status_code=200)  # other interactions are not ours to handle
+        for action in payload.get("actions") or []:
+            if action.get("action_id") in (APPROVE, REJECT):
+                try:
+                    await self._decide(payload, action)
+                except StoreError:
+                    return error(503, "store_unavailable", "cannot record the decision right now")
+        return Response(status_code=200)
+
+    async def _decide(self, payload: dict[str, Any], action: dict[str, Any]) -> None:
+        assert self.chat is not None
+        user = str((payload.get("user") or {}).get("id") or "")
+        channel = str((payload.get("channel") or {}).get("id") or "")
+        run_id = str(action.get("value") or "")
+        run = await self.store.get_run(run_id)
+        if run is None or "approval" not in run.spec:
+            await self._tell(channel, user, f"hookwise knows no run {run_id} waiting for approval.")
+            return
+        approvers = run.spec["approval"]["approvers"]
+        if not await may_approve(self.chat, user, approvers):
+            listed = ", ".join(
+                f"<!subteam^{a}>" if a.startswith("S") else f"<@{a}>" for a in approvers
+            )
+            log.warning("run %s: refused a decision from %s, not an approver", run_id, user)
+            await self._tell(
+                channel, user, f"You are not an approver of rule {run.rule}; ask one of {listed}."
+            )
+            return
+        decision = "approve" if action["action_id"] == APPROVE else "reject"
+        answer = await operations.decide(self.store, run_id, user, decision, None, "slack")
+        if answer.ok:
+            self.engine.on_new_runs()
+        else:
+            await self._tell(channel, user, answer.message)
+
+    async def _tell(self, channel: str, user: str, text: str) -> None:
+        assert self.chat is not None
+        try:
+            await self.chat.ephemeral(channel, user, text)
+        except (RetryLater, PermanentFailure) as exc:
+            log.warning("could not tell %s in %s: %s (%s)", user, channel, text, exc)

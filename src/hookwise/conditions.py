@@ -1,0 +1,52 @@
+"""What a rule matches on: globs over event dimensions and fields, and a condition.
+
+Shared by a rule's `when` and by `wait_for.when`, which picks the awaited event.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from hookwise.globs import GlobError, compile_glob
+
+
+def as_text(value: Any) -> str:
+    """The string form scalars are matched by: JSON spelling for true/false/null."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return str(value)
+
+
+def _as_globs(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    if not items or any(isinstance(item, dict | list) for item in items):
+        raise ValueError(f"expected a glob or a list of globs, got {value!r}")
+    globs = [as_text(item) for item in items]
+    for glob in globs:
+        try:
+            compile_glob(glob)
+        except GlobError as exc:
+            raise ValueError(str(exc)) from None
+    return globs
+
+
+Scalar = str | int | float | bool
+Globs = Annotated[
+    list[str], BeforeValidator(_as_globs, json_schema_input_type=Scalar | list[Scalar])
+]
+
+
+class When(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    source: Globs = Field(default_factory=lambda: ["*"])
+    domain: Globs = Field(default_factory=lambda: ["*"])
+    event_type: Globs = Field(default_factory=lambda: ["*"])
+    match: dict[str, Globs] = Field(default_factory=dict, description="Every key must match.")
+    exclude: dict[str, Globs] = Field(default_factory=dict, description="Any match excludes.")
+    if_: str | None = Field(default=None, alias="if", description="A bare Jinja expression.")

@@ -1,0 +1,229 @@
+"""What a claimed run must pass before its actions: the awaited event, then an approval.
+
+The store decides *when* a run is looked at (a batch falls quiet, an awaited event or
+a decision arrives, a deadline passes); this module decides what that means for the
+run. It returns a `Hold` to record, or None when the actions may run now.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from hookwise import clock
+from hookwise.chatops.client import Posted, SlackChat
+from hookwise.chatops.messages import approval_request
+from hookwise.errors import PermanentFailure, RetryLater
+from hookwise.event import Event
+from hookwise.store import AttemptRecord, RunRecord, Store
+from hookwise.store.base import WAITING_STATUSES, Decision, Progress
+from hookwise.templates import RenderError, Templates
+
+log = logging.getLogger("hookwise.gates")
+# When Slack cannot take the approval request right now, ask again after this long.
+REQUEST_RETRY = 30.0
+
+
+@dataclass(frozen=True)
+class Hold:
+    """The run stops here, for now or for good, with an entry for its history."""
+
+    progress: Progress
+    entry: AttemptRecord | None = None
+
+
+class Gates:
+    def __init__(self, store: Store, templates: Templates, chat: SlackChat | None) -> None:
+        self.store = store
+        self.templates = templates
+        self.chat = chat
+
+    async def check(
+        self, run: RunRecord, events: list[Event], context: dict[str, Any]
+    ) -> Hold | None:
+        flow = dict(run.flow)
+        if "wait_for" in run.spec and not flow.get("awaited"):
+            hold = await self._awaited(run, flow, context)
+            if hold is not None:
+                return hold
+        if "approval" in run.spec and not flow.get("approved"):
+            return await self._approval(run, events, flow, context)
+        if run.phase in WAITING_STATUSES:
+            # Through the gate: queue for a concurrency slot like any new run.
+            return Hold(self._progress(run, "pending", flow, due=clock.now()))
+        return None
+
+    @staticmethod
+    def _progress(
+        run: RunRecord, status: str, flow: dict[str, Any], error: str | None = None, due: float = 0
+    ) -> Progress:
+        return Progress(status, run.step, run.attempt, run.outputs, error, due, flow)
+
+    def _entry(
+        self, run: RunRecord, gate: str, status: str, output: Any = None, error: str | None = None
+    ) -> AttemptRecord:
+        now = clock.now()
+        return AttemptRecord(
+            run.id, run.step, gate, 0, now, now, status, output, error, counted=False
+        )
+
+    async def _awaited(
+        self, run: RunRecord, flow: dict[str, Any], context: dict[str, Any]
+    ) -> Hold | None:
+        settings = run.spec["wait_for"]
+        deadline = flow.get("wait_deadline", run.created_at + settings["timeout"])
+        awaited = await self.store.get_event(run.awaited_event_id) if run.awaited_event_id else None
+        if awaited is None:
+            if clock.now() >= deadline:
+                error = (
+                    f"wait_for: no event matching {_when(settings['when'])} with the same key "
+                    f"arrived within {settings['timeout']:g}s"
+                )
+                return Hold(
+                    self._progress(run, "expired", flow, error),
+                    self._entry(run, "wait_for", "expired", error=error),
+                )
+            return Hold(self._progress(run, "waiting_event", flow, due=deadline))
+        condition = settings.get("if")
+        if condition is not None:
+            try:
+                holds = self.templates.evaluate(
+                    condition, {**context, "awaited": awaited.as_dict()}
+                )
+            except RenderError as exc:
+                holds, why = False, f"could not be evaluated: {exc}"
+            else:
+                why = "is false"
+            if not holds:
+                error = f"wait_for: event {awaited.id} arrived, but if {condition!r} {why}"
+                return Hold(
+                    self._progress(run, "skipped", flow, error),
+                    self._entry(run, "wait_for", "skipped", {"event": awaited.id}, error),
+                )
+        flow["awaited"] = awaited.id
+        run.flow = flow
+        entry = self._entry(run, "wait_for", "arrived", {"event": awaited.id})
+        if "approval" in run.spec:
+            hold = await self._approval(run, [], flow, context)
+            return Hold(hold.progress, entry) if hold.entry is None else hold
+        return Hold(self._progress(run, "pending", flow, due=clock.now()), entry)
+
+    async def _approval(
+        self, run: RunRecord, events: list[Event], flow: dict[str, Any], context: dict[str, Any]
+    ) -> Hold:
+        settings = run.spec["approval"]
+        state = dict(flow.get("approval") or {})
+        if not state.get("ts"):
+            return await self._request(run, events, flow, state, context)
+        decisions = await self.store.decisions_of(run.id)
+        rejected = next((d for d in decisions if d.decision == "reject"), None)
+        approvals = [d for d in decisions if d.decision == "approve"]
+        outcome, status, error = None, "waiting_approval", None
+        if rejected is not None:
+            reason = f": {rejected.reason}" if rejected.reason else ""
+            outcome, status = "Rejected", "rejected"
+            error = f"approval: rejected by {rejected.actor} via {rejected.via}{reason}"
+        elif len(approvals) >= settings["required"]:
+            outcome, status = "Approved", "pending"
+            flow["approved"] = [d.actor for d in approvals]
+        elif clock.now() >= state["deadline"]:
+            outcome, status = "Expired", "expired"
+            error = (
+                f"approval: {len(approvals)} of {settings['required']} approvals "
+                f"within {settings['timeout']:g}s"
+            )
+        if state.get("seen") != len(decisions) or outcome:
+            await self._show(run, events, state, decisions, context, outcome)
+            state["seen"] = len(decisions)
+        flow["approval"] = state
+        run.flow = flow
+        entry = None
+        if outcome:
+            entry = self._entry(
+                run,
+                "approval",
+                status if status != "pending" else "approved",
+                [d.as_dict() for d in decisions],
+                error,
+            )
+        due = state["deadline"] if status == "waiting_approval" else clock.now()
+        return Hold(self._progress(run, status, flow, error, due), entry)
+
+    async def _request(
+        self,
+        run: RunRecord,
+        events: list[Event],
+        flow: dict[str, Any],
+        state: dict[str, Any],
+        context: dict[str, Any],
+    ) -> Hold:
+        settings = run.spec["approval"]
+        state.setdefault("deadline", clock.now() + settings["timeout"])
+        try:
+            posted = await self._show(run, events, state, [], context, None)
+        except RetryLater as exc:
+            error = f"approval: the request could not be posted yet: {exc}"
+            return Hold(
+                self._progress(
+                    run, run.phase or "pending", flow, error, clock.now() + REQUEST_RETRY
+                )
+            )
+        except PermanentFailure as exc:
+            error = f"approval: the request could not be posted: {exc}"
+            return Hold(
+                self._progress(run, "dead", flow, error),
+                self._entry(run, "approval", "failed", error=error),
+            )
+        state.update(channel=posted.channel, ts=posted.ts, seen=0)
+        flow["approval"] = state
+        run.flow = flow
+        return Hold(
+            self._progress(run, "waiting_approval", flow, due=state["deadline"]),
+            self._entry(run, "approval", "requested", {"channel": posted.channel, "ts": posted.ts}),
+        )
+
+    async def _show(
+        self,
+        run: RunRecord,
+        events: list[Event],
+        state: dict[str, Any],
+        decisions: list[Decision],
+        context: dict[str, Any],
+        outcome: str | None,
+    ) -> Posted:
+        """Post the request, or update it in place; failures to update are only logged."""
+        assert self.chat is not None, "approval rules are checked to have Slack configured"
+        events = events or await self.store.events_of_run(run.id)
+        settings = run.spec["approval"]
+        try:
+            message = self.templates.render(
+                settings.get("message", ""), context, f"rule {run.rule}, approval.message"
+            )
+        except RenderError as exc:
+            message = f"(approval.message could not be rendered: {exc})"
+        preview = [
+            (action.get("id") or action["uses"], self._rendered(run, action, context))
+            for action in run.spec["actions"]
+        ]
+        text, blocks = approval_request(run, events, str(message), preview, decisions, outcome)
+        if not state.get("ts"):
+            return await self.chat.post(settings["channel"], text, blocks)
+        posted = Posted(state["channel"], state["ts"])
+        try:
+            await self.chat.update(posted, text, blocks)
+        except (RetryLater, PermanentFailure) as exc:
+            log.warning("run %s: could not update the approval message: %s", run.id, exc)
+        return posted
+
+    def _rendered(self, run: RunRecord, action: dict[str, Any], context: dict[str, Any]) -> Any:
+        """What the action will be given; `${VAR}` stays unexpanded (the context hides it)."""
+        try:
+            return self.templates.render(action.get("with", {}), context, f"rule {run.rule}")
+        except RenderError:
+            return action.get("with", {})  # depends on earlier actions' outputs
+
+
+def _when(when: dict[str, Any]) -> str:
+    """`harbor/scan/completed`: the dimensions of `wait_for.when`, globs joined by commas."""
+    return "/".join(",".join(when.get(key, ["*"])) for key in ("source", "domain", "event_type"))

@@ -1,0 +1,292 @@
+"""Slack's Web API as hookwise uses it: settings, a client, and failures classified.
+
+Slack is hookwise's ChatOps surface (approvals, status messages, the slash command),
+so its connection settings (`integrations.slack`) and the error handling live in the
+core; the `slack.message` and `slack.update` actions (plugins/slack) build on them.
+Failures follow Slack's contract: HTTP 429 retries after its Retry-After; 5xx,
+connection errors and the `ok: false` errors Slack calls transient retry; every other
+`ok: false` error (bad token, missing scope, unknown channel, …) is permanent.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web import SlackResponse
+
+from hookwise.actions import mask
+from hookwise.builtin.http_post import retry_after
+from hookwise.durations import Duration
+from hookwise.errors import PermanentFailure, RetryLater
+from hookwise.event import Event
+from hookwise.validation import http_url
+
+DEFAULT_BASE_URL = "https://slack.com/api/"
+# Channel, group (private) and direct-message IDs; names need a lookup Slack's history API lacks.
+CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+TS = re.compile(r"^\d+\.\d+$")
+# slack_sdk logs failed requests itself, webhook URL included; every failure is reported
+# by hookwise instead, classified and with secrets masked.
+SDK_LOG = logging.getLogger("hookwise.slack.sdk")
+SDK_LOG.setLevel(logging.CRITICAL)
+
+RETRYABLE = {
+    "fatal_error",
+    "internal_error",
+    "service_unavailable",
+    "request_timeout",
+    "ratelimited",
+    "rate_limited",
+}
+
+# `ok: false` errors whose fix is known; `{channel}` and `{ts}` are filled in.
+HINTS = {
+    "invalid_auth": "the token is not valid: check integrations.slack.token (a bot token, xoxb-…)",
+    "not_authed": "no token reached Slack: check integrations.slack.token",
+    "account_inactive": "the token's user or app is deactivated: reinstall the app",
+    "token_revoked": "the token was revoked: reinstall the app and update integrations.slack.token",
+    "token_expired": "the token expired (token rotation is on): issue a new one",
+    "no_permission": "the token may not do this in this workspace: check the app's permissions",
+    "ekm_access_denied": "an administrator has suspended this app's access (EKM)",
+    "channel_not_found": (
+        "Slack knows no channel {channel} that the app can see: check the name or ID, "
+        "and invite the app to a private channel"
+    ),
+    "not_in_channel": (
+        "the app is not a member of {channel}: invite it (/invite @app), or grant the "
+        "chat:write.public scope to post in public channels without joining"
+    ),
+    "is_archived": "{channel} is archived: unarchive it or post elsewhere",
+    "msg_too_long": "the message text is longer than Slack allows (40,000 characters)",
+    "no_text": "the message has neither text nor blocks",
+    "too_many_blocks": "a message may have at most 50 blocks",
+    "message_not_found": (
+        "there is no message with ts {ts} in {channel}: pass the channel ID and ts from "
+        "slack.message's output (steps.<id>.output.channel / .ts)"
+    ),
+    "cant_update_message": (
+        "the message at ts {ts} cannot be edited with this token: only messages the same "
+        "app posted can be updated"
+    ),
+    "edit_window_closed": "the workspace no longer allows editing the message at ts {ts}",
+    "restricted_action": "a workspace preference forbids the app to post in {channel}",
+}
+BLOCK_ERRORS = {"invalid_blocks", "invalid_blocks_format"}
+
+
+class SlackSettings(BaseModel):
+    """Where and as whom to post: a bot token for the Web API, or an incoming webhook."""
+
+    # Errors must not quote a mistyped token or webhook URL back into logs.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bot token (xoxb-…) with the chat:write scope; posts, threads and updates.",
+    )
+    webhook_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Incoming-webhook URL (https://hooks.slack.com/services/…); used when no token "
+            "is set. Posts to the webhook's channel only: no threads, no updates."
+        ),
+    )
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL, description="Web API root; change it only for a proxy or test."
+    )
+    default_channel: str | None = Field(
+        default=None, description="Channel for slack.message when the action names none."
+    )
+    timeout: Duration = Field(default=10.0, gt=0, description="Per request, e.g. 10s.")
+    signing_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The app's signing secret: verifies approval clicks (/slack/interactions) and "
+            "the /hookwise command (/slack/commands). Without it both endpoints answer 404."
+        ),
+    )
+    operators: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Slack user ids (U…) allowed to run /hookwise commands that change something "
+            "(replay, approve, reject); reading commands are open to the workspace."
+        ),
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is None:
+            return None
+        value = token.get_secret_value()
+        if not value.strip():
+            raise ValueError("token is empty")
+        if not value.startswith("xox") or any(c.isspace() for c in value):
+            raise ValueError("token must be a Slack token: xoxb-… for a bot, xoxp-… for a user")
+        return token
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_shape(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            http_url(url.get_secret_value(), "webhook_url")  # the message never echoes it
+        return url
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_shape(cls, url: str) -> str:
+        # slack_sdk joins base and method with urljoin: without the slash the last segment is lost
+        http_url(url, "base_url", root=True)
+        return url if url.endswith("/") else url + "/"
+
+    @field_validator("default_channel")
+    @classmethod
+    def _channel_shape(cls, channel: str | None) -> str | None:
+        if channel is not None and not channel.strip("# "):
+            raise ValueError("default_channel is empty")
+        return channel
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SlackSettings:
+        if self.token is None and self.webhook_url is None:
+            raise ValueError("set `token` (a bot token) or `webhook_url` (an incoming webhook)")
+        return self
+
+    def secrets(self) -> list[str]:
+        values = (self.token, self.webhook_url, self.signing_secret)
+        return [s.get_secret_value() for s in values if s is not None]
+
+
+def escape(value: Any) -> str:
+    """Slack mrkdwn treats &, < and > as control characters."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def short_digest(digest: str | None) -> str | None:
+    """`sha256:ee34c5…` → `sha256:ee34c5c94b4d`: enough to tell images apart."""
+    if not digest:
+        return None
+    algorithm, _, hexpart = digest.rpartition(":")
+    return f"{algorithm}:{hexpart[:12]}" if algorithm else hexpart[:12]
+
+
+def artifact_label(artifact: dict[str, Any] | None) -> str | None:
+    """`image:tag`, `image@sha256:short`, or the path: how people name an artifact."""
+    if not artifact:
+        return None
+    image, tag = artifact.get("image"), artifact.get("tag")
+    if image:
+        if tag:
+            return f"{image}:{tag}"
+        digest = short_digest(artifact.get("digest"))
+        return f"{image}@{digest}" if digest else str(image)
+    return artifact.get("path") or artifact.get("name")
+
+
+def summary(event: Event) -> str:
+    """One line for notifications and screen readers: what happened, to what."""
+    what = f"{event.source}: {event.domain} {event.event_type}"
+    label = artifact_label(event.as_dict()["artifact"])
+    return f"{what} {label}" if label else what
+
+
+def web_client(settings: SlackSettings) -> WebClient:
+    assert settings.token is not None
+    return WebClient(
+        token=settings.token.get_secret_value(),
+        base_url=settings.base_url,
+        timeout=settings.timeout,  # type: ignore[arg-type]  # urllib takes float seconds
+        logger=SDK_LOG,
+        retry_handlers=[],
+    )
+
+
+def header(headers: Any, name: str) -> str | None:
+    for key, value in dict(headers or {}).items():
+        if key.lower() == name:
+            return value[0] if isinstance(value, list) else value
+    return None
+
+
+def api_failure(
+    method: str, response: SlackResponse, channel: str | None, ts: str | None
+) -> Exception:
+    """Slack's answer, classified: what failed, Slack's words, and what to check."""
+    status = response.status_code
+    data = response.data if isinstance(response.data, dict) else {}
+    error = str(data.get("error") or "unknown_error")
+    where = f"Slack {method}" + (f" to {channel}" if channel and method != "chat.update" else "")
+    if status == 429:
+        delay = retry_after(header(response.headers, "retry-after"))
+        after = f"; retrying after {delay:g}s" if delay is not None else ""
+        return RetryLater(f"{where} was rate-limited (HTTP 429){after}", delay=delay)
+    if status >= 500:
+        return RetryLater(f"{where} failed: HTTP {status} from Slack ({cut(error, 200)})")
+    if status != 200 or "non-JSON" in error:
+        return PermanentFailure(
+            f"{where} answered HTTP {status} ({cut(error, 200)}): is "
+            f"integrations.slack.base_url the Slack Web API (https://slack.com/api/)?"
+        )
+    if error in RETRYABLE:
+        return RetryLater(f"{where} failed ({error}): a transient Slack error")
+    if error == "missing_scope":
+        needed = data.get("needed") or "?"
+        provided = data.get("provided") or "none"
+        return PermanentFailure(
+            f"{where} failed (missing_scope): the token lacks the {needed} scope "
+            f"(it has {provided}); add {needed} under OAuth & Permissions, reinstall the app, "
+            f"and update the token"
+        )
+    if error in BLOCK_ERRORS:
+        details = data.get("errors") or (data.get("response_metadata") or {}).get("messages")
+        said = "; ".join(str(d) for d in (details or [])[:3]) or "no details"
+        return PermanentFailure(
+            f"{where} failed ({error}): Slack refused the blocks: {cut(said, 500)}; "
+            f"try them in Block Kit Builder"
+        )
+    hint = HINTS.get(error)
+    if hint is None:
+        return PermanentFailure(
+            f"{where} failed ({cut(error, 200)}); see https://api.slack.com/methods/{method}#errors"
+        )
+    return PermanentFailure(
+        f"{where} failed ({error}): {hint.format(channel=channel or '?', ts=ts or '?')}"
+    )
+
+
+def call(
+    method: str,
+    settings: SlackSettings,
+    request: Callable[[], Any],
+    channel: str | None = None,
+    ts: str | None = None,
+) -> Any:
+    """Run one request; every failure becomes RetryLater or PermanentFailure, secrets masked."""
+    try:
+        return request()
+    except SlackApiError as exc:
+        failure = api_failure(method, exc.response, channel, ts)
+    except SlackClientError as exc:  # refused before sending (e.g. a bad proxy setting)
+        failure = PermanentFailure(f"Slack {method} could not be sent: {exc}")
+    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, refused, reset
+        reason = getattr(exc, "reason", None) or exc
+        if isinstance(reason, TimeoutError):
+            failure = RetryLater(f"Slack {method} timed out after {settings.timeout:g}s")
+        else:
+            url = settings.base_url if settings.token else settings.webhook_url
+            host = urlsplit(url if isinstance(url, str) else url.get_secret_value()).hostname
+            failure = RetryLater(f"Slack {method} could not reach {host}: {reason}")
+    failure.args = (mask(str(failure), settings.secrets()),)
+    raise failure
