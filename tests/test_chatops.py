@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Hookwise, Sink, fixture_bytes, wait_until
+from tests.conftest import Hookwise, Sink, fixture_bytes, run_cli, wait_until
 from tests.standins.slack import TOKEN, SlackStandin, click, command, signed_headers
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -259,3 +259,24 @@ def test_slash_command_answers_privately_and_guards_changes(
     assert "recorded" in ask(f"approve {run_id}")["text"]
     wait_until(lambda: run_of(server, run_id)["status"] == "succeeded")
     assert len(sink.received) == 1
+
+
+def test_cli_decisions_reach_a_stopped_service_and_refuse_the_wrong_run(
+    approvals: Callable[[int], Hookwise], slack: SlackStandin, sink: Sink
+):
+    server = approvals(1)
+    server.post(PROMOTED)
+    run_id, message = requested(slack)
+    server.stop()
+    unknown = run_cli("approve", "01NOSUCHRUN", cwd=server.root)
+    assert unknown.returncode == 1 and "no run 01NOSUCHRUN" in unknown.stderr
+    rejected = run_cli("reject", run_id, "--reason", "freeze week", "--by", "bob", cwd=server.root)
+    assert rejected.returncode == 0, rejected.stderr
+    assert f"rejection of run {run_id} by bob recorded" in rejected.stdout
+    server.start()
+    wait_until(lambda: run_of(server, run_id)["status"] == "rejected")
+    [decision] = run_of(server, run_id)["decisions"]
+    assert (decision["by"], decision["via"], decision["reason"]) == ("bob", "cli", "freeze week")
+    request = next(m for m in slack.messages["C0DEPLOYS"] if m["ts"] == message["ts"])
+    assert "rejected by bob" in text_of(request)
+    assert sink.received == []

@@ -112,6 +112,8 @@ class Api:
         except StoreError:
             return error(503, "store_unavailable", "cannot record the decision right now")
         if not answer.ok:
-            return error(answer.status, "not_decided", answer.message)
+            return error(
+                answer.status, "not_found" if answer.status == 404 else "conflict", answer.message
+            )
         self.engine.on_new_runs()
         return JSONResponse({"run_id": run_id, "message": answer.message}, status_code=202)

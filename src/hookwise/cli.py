@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import logging
 import socket
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 import click
 import uvicorn
 
+from hookwise import operations
 from hookwise.config import DEFAULT_PATH, Config, load_config
 from hookwise.errors import ConfigError, RequestError, StoreError
 from hookwise.plugins import Registry, load_registry
@@ -316,3 +318,41 @@ def schema(config_path: str) -> None:
     """JSON Schema of rule files, for yaml-language-server and other editors."""
     registry = _registry(config_path)
     _print_json(rules_schema(registry.actions, registry.integrations))
+
+
+def _decide(config_path: str, run_id: str, decision: str, by: str, reason: str | None) -> None:
+    answer = _run(
+        config_path,
+        lambda s: operations.decide(s.engine.store, run_id, by, decision, reason, "cli"),
+    )
+    if not answer.ok:
+        click.echo(f"error: {answer.message}", err=True)
+        sys.exit(1)
+    click.echo(f"{answer.message}; a running service acts on it")
+
+
+_by_option = click.option(
+    "--by",
+    default=lambda: getpass.getuser(),
+    show_default="your login name",
+    help="Who decides, as recorded in the run's audit trail.",
+)
+
+
+@main.command()
+@config_option
+@click.argument("run_id")
+@_by_option
+def approve(config_path: str, run_id: str, by: str) -> None:
+    """Approve a run waiting for approval."""
+    _decide(config_path, run_id, "approve", by, None)
+
+
+@main.command()
+@config_option
+@click.argument("run_id")
+@click.option("--reason", required=True, help="Why; shown in Slack and the run's history.")
+@_by_option
+def reject(config_path: str, run_id: str, reason: str, by: str) -> None:
+    """Reject a run waiting for approval; it ends as `rejected`."""
+    _decide(config_path, run_id, "reject", by, reason)

@@ -127,9 +127,8 @@ class Engine:
                 continue
             where = f"rule {rule.name}, {block}.{field_name}"
             try:
-                keys[key] = as_text(
-                    self.templates.render(getattr(settings, field_name), context, where)
-                )
+                text = getattr(settings, field_name)
+                keys[key] = as_text(self.templates.render(text, with_rule(rule, context), where))
             except RenderError as exc:
                 return NewRun(new_id(), rule.name, snapshot(rule), status="dead", error=str(exc))
         return NewRun(new_id(), rule.name, snapshot(rule), FlowKeys(**keys))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hookwise import clock
+from hookwise.actions import action_label
 from hookwise.chatops.client import Posted, SlackChat
 from hookwise.chatops.messages import approval_request
 from hookwise.errors import PermanentFailure, RetryLater
@@ -203,8 +204,11 @@ class Gates:
         except RenderError as exc:
             message = f"(approval.message could not be rendered: {exc})"
         preview = [
-            (action.get("id") or action["uses"], self._rendered(run, action, context))
-            for action in run.spec["actions"]
+            (
+                action_label(action.get("id"), action["uses"], step),
+                self._rendered(run, action, context),
+            )
+            for step, action in enumerate(run.spec["actions"])
         ]
         text, blocks = approval_request(run, events, str(message), preview, decisions, outcome)
         if not state.get("ts"):

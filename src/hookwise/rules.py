@@ -242,6 +242,14 @@ class RuleLoader:
             if isinstance(text, str):
                 path = (*base, block, field_name)
                 problems.extend(self._compile(doc, path, text, bare=False))
+                if ENV_REF.search(text):
+                    problems.append(
+                        doc.problem(
+                            path,
+                            f"{format_path(path)}: ${{VAR}} is not expanded here; flow keys and "
+                            "messages see event fields only",
+                        )
+                    )
         wait_for = raw.get("wait_for")
         if isinstance(wait_for, dict) and isinstance(wait_for.get("if"), str):
             problems.extend(

@@ -103,7 +103,8 @@ class Commands:
         events = await self.store.list_events({}, None, 5)
         failing = await self.store.recent_runs(["dead"], 5)
         waiting = await self.store.recent_runs(["waiting_approval"], 5)
-        lines = ["*Recent events*"] + [
+        lines = ["*Recent events*"]
+        lines += [
             f"`{e['id']}` {escape(e['source'])} {escape(e['domain'])} "
             f"{escape(e['event_type'])}: {e['status']}"
             for e in events

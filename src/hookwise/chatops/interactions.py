@@ -31,7 +31,8 @@ MAX_BODY = 256 * 1024  # Slack's payloads are a few kilobytes
 async def signed_form(request: Request, secret: str | None) -> dict[str, str] | JSONResponse:
     """The form Slack sent, after its signature checked out; or the error to answer."""
     if secret is None:
-        return error(404, "not_found", "Slack is not set up: set integrations.slack.signing_secret")
+        message = "Slack is not set up: set integrations.slack.token and signing_secret"
+        return error(404, "not_found", message)
     try:
         body = await read_body(request, MAX_BODY)
     except BodyTooLarge:

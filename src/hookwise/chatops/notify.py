@@ -68,6 +68,5 @@ def _thread_reply(progress: Progress, entry: AttemptRecord | None) -> str | None
     if progress.status == "retrying" and entry.counted:
         return cut(f"{entry.action} attempt {entry.number} failed: {entry.error}; retrying", 2000)
     if not entry.counted:
-        detail = f": {entry.error}" if entry.error else ""
-        return cut(f"{entry.action}: {entry.status}{detail}", 2000)
+        return cut(entry.error or f"{entry.action}: {entry.status}", 2000)
     return None

@@ -104,9 +104,10 @@ def accept(
         "ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, seen_at = excluded.seen_at",
         (dedupe_key, event.id, event.received_at),
     )
-    add_runs(tx, event.id, runs, event.received_at)
+    # Release earlier waiting runs first, so a run is never released by its own event.
     for rule, key in awaited:
         _resolve_waiting(tx, rule, key, event.id, event.received_at)
+    add_runs(tx, event.id, runs, event.received_at)
     return AcceptResult(event.id, duplicate=False)
 
 
@@ -523,7 +524,10 @@ def queue_depth(tx: Tx) -> int:
 
 def next_due(tx: Tx) -> float | None:
     row = tx.execute(
-        f"SELECT MIN(next_attempt_at) AS due FROM runs WHERE status IN ({_quoted(CLAIMABLE)})"
+        f"SELECT MIN(next_attempt_at) AS due FROM runs WHERE status IN ({_quoted(CLAIMABLE)}) "
+        # Runs queued for a concurrency slot wait for a run to finish, which wakes the
+        # worker anyway; counting them would make an idle worker poll without pause.
+        "AND NOT (status = 'pending' AND concurrency_key IS NOT NULL)"
     ).fetchone()
     return row["due"]
 
