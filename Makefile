@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 ARTIFACTORY_WEBHOOK_SECRET ?= local-dev-secret
 export ARTIFACTORY_WEBHOOK_SECRET
 
-.PHONY: serve test lint clean
+.PHONY: serve test bench lint clean
 
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
@@ -24,6 +24,10 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest
+
+# The benchmark suite (docs/performance.md): `make bench BENCH_ARGS=--quick` for a smoke run.
+bench: $(STAMP)
+	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) hookwise.db hookwise.db-wal hookwise.db-shm

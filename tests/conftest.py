@@ -58,6 +58,7 @@ class Received:
     headers: dict[str, str]
     body: Any
     at: float = field(default_factory=time.monotonic)
+    ended: float | None = None  # when the reply was sent, to see overlapping requests
 
 
 class Sink:
@@ -77,9 +78,10 @@ class Sink:
                     body = json.loads(raw)
                 except ValueError:
                     body = raw.decode(errors="replace")
-                sink.received.append(
-                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                received = Received(
+                    self.path, {k.lower(): v for k, v in self.headers.items()}, body
                 )
+                sink.received.append(received)
                 try:
                     reply = sink.replies.get_nowait()
                 except queue.Empty:
@@ -97,6 +99,7 @@ class Sink:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the caller gave up (timeout) or was killed: what tests provoke
+                received.ended = time.monotonic()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -126,7 +129,7 @@ def sink() -> Iterator[Sink]:
 
 CONFIG = """\
 listen: 127.0.0.1:0
-store: sqlite:///./hookwise.db
+store: {store}
 rules: rules/
 egress:
   allow: [127.0.0.1]
@@ -140,14 +143,31 @@ sources:
 {extra}"""
 
 
-class Hookwise:
-    """One real `hookwise serve` process over a folder of config and rules."""
+SQLITE = "sqlite:///./hookwise.db"
 
-    def __init__(self, root: Path, rules: str, *, lease: str = "30s", extra: str = "") -> None:
+
+class Hookwise:
+    """One real `hookwise serve` (or `hookwise worker`) process over a folder of config and rules.
+
+    `store` is the store URL; `command="worker"` starts a worker-only process, which has
+    no URL: it is ready once it logs that it runs.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        rules: str,
+        *,
+        lease: str = "30s",
+        extra: str = "",
+        store: str = SQLITE,
+        command: str = "serve",
+    ) -> None:
         self.root = root
+        self.command = command
         (root / "rules").mkdir(parents=True, exist_ok=True)
         self.config = root / "hookwise.yaml"
-        self.config.write_text(CONFIG.format(lease=lease, extra=extra))
+        self.config.write_text(CONFIG.format(lease=lease, extra=extra, store=store))
         self.write_rules(rules)
         self.env = {**os.environ, "TEST_ARTIFACTORY_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
         self.process: subprocess.Popen[str] | None = None
@@ -162,7 +182,7 @@ class Hookwise:
             self.stop()
         self.log = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hookwise", "serve", "--config", str(self.config)],
+            [sys.executable, "-m", "hookwise", self.command, "--config", str(self.config)],
             cwd=self.root,
             env=self.env,
             stdout=subprocess.DEVNULL,
@@ -177,6 +197,8 @@ class Hookwise:
                 self.log.append(line.rstrip("\n"))
                 if "listening on" in line:
                     ready.put(line.split("listening on ", 1)[1].strip())
+                elif "hookwise worker running" in line:
+                    ready.put("(worker)")
             ready.put("")
 
         self._drain = threading.Thread(target=drain, daemon=True)
@@ -187,7 +209,7 @@ class Hookwise:
             self.url = ""
         if not self.url:
             self.stop()
-            raise AssertionError("hookwise serve did not start:\n" + "\n".join(self.log))
+            raise AssertionError(f"hookwise {self.command} did not start:\n" + "\n".join(self.log))
         return self
 
     def post(
@@ -273,12 +295,18 @@ def hookwise_factory(tmp_path: Path) -> Iterator[Callable[..., Hookwise]]:
 
 
 def project(
-    root: Path, rules: str = "rules: []\n", *, extra: str = "", config: str | None = None
+    root: Path,
+    rules: str = "rules: []\n",
+    *,
+    extra: str = "",
+    config: str | None = None,
+    store: str = SQLITE,
 ) -> Path:
     """A folder with hookwise.yaml and rules/main.yaml, for CLI tests."""
     (root / "rules").mkdir(exist_ok=True)
     (root / "rules" / "main.yaml").write_text(rules)
-    (root / "hookwise.yaml").write_text(config or CONFIG.format(lease="30s", extra=extra))
+    text = config or CONFIG.format(lease="30s", extra=extra, store=store)
+    (root / "hookwise.yaml").write_text(text)
     return root
 
 

@@ -1,13 +1,20 @@
-"""The `hookwise` command line: check, test (dry run), events, show, replay, plugins, schema."""
+"""The `hookwise` command line: check, test (dry run), events, show, replay, plugins, schema,
+db prune."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from hookwise.store import open_store
 from tests.conftest import FIXTURES, SECRET, Hookwise, project, run_cli
+from tests.history import DAY, Clock, finished
 
 THREE_MISTAKES = """\
 rules:
@@ -200,6 +207,23 @@ def test_templated_values_are_checked_after_rendering_not_before(tmp_path: Path)
             {},
             "hookwise.yaml:1:9: [error] listen: expected host:port such as 127.0.0.1:8080, "
             "got '8080'",
+        ),
+        (
+            "retention:\n  max_age: 30 days\n",
+            {},
+            "hookwise.yaml:2:12: [error] retention.max_age: expected a duration such as 30s, "
+            "10m, 2h or 1d, got '30 days'",
+        ),
+        (
+            "retention:\n  maxage: 30d\n",
+            {},
+            "hookwise.yaml:2:3: [error] retention.maxage: unknown key 'maxage'; "
+            "did you mean 'max_age'?",
+        ),
+        (
+            "retention:\n  max_age: 30d\n  interval: 0\n",
+            {},
+            "hookwise.yaml:3:13: [error] retention.interval: Input should be greater than 0",
         ),
     ],
 )
@@ -443,3 +467,50 @@ def test_serve_explains_a_port_in_use(tmp_path: Path):
         result = run_cli("serve", "--listen", f"127.0.0.1:{port}", cwd=project(tmp_path))
     assert result.returncode == 1
     assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+
+
+def test_db_prune_removes_old_history_and_says_what(tmp_path: Path, monkeypatch):
+    root = project(tmp_path)
+    now = time.time()
+
+    async def history() -> list[str]:
+        store = open_store(f"sqlite:///{root}/hookwise.db")
+        await store.open()
+        at = Clock(monkeypatch)
+        ids = [await finished(store, at, when) for when in (now - 40 * DAY, now - DAY)]
+        await store.close()
+        return ids
+
+    old, recent = asyncio.run(history())
+    pruned = run_cli("db", "prune", cwd=root)
+    assert pruned.returncode == 0, pruned.stderr
+    where = re.escape(f"sqlite:///{root.resolve()}/hookwise.db")
+    said = re.fullmatch(
+        rf"{where}: pruned 1 event and 1 run \(1 attempt\) older than (\S+)\n", pruned.stdout
+    )
+    assert said, pruned.stdout
+    # The default retention.max_age, 30 days, counted from when the command ran.
+    cutoff = datetime.fromisoformat(said.group(1)).timestamp()
+    assert now - 30 * DAY < cutoff < time.time() - 30 * DAY + 1
+    listed = run_cli("events", "--json", cwd=root)
+    assert [event["id"] for event in json.loads(listed.stdout)["events"]] == [recent]
+    assert old not in listed.stdout
+    # --max-age overrides the config, but never cuts into the dedupe window (72h).
+    again = run_cli("db", "prune", "--max-age", "1h", cwd=root)
+    assert "pruned 0 events and 0 runs (0 attempts)" in again.stdout
+    bad = run_cli("db", "prune", "--max-age", "soon", cwd=root)
+    assert bad.returncode == 2
+    assert "Invalid value for '--max-age': expected a duration such as 30s" in bad.stderr
+
+
+def test_db_prune_refuses_when_retention_is_off_unless_given_an_age(tmp_path: Path):
+    root = project(tmp_path, extra="retention:\n  max_age: null\n")
+    refused = run_cli("db", "prune", cwd=root)
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "error: retention.max_age is null, so hookwise keeps everything; "
+        "pass --max-age to prune anyway\n"
+    )
+    forced = run_cli("db", "prune", "--max-age", "90d", cwd=root)
+    assert forced.returncode == 0, forced.stderr
+    assert ": pruned 0 events and 0 runs (0 attempts) older than " in forced.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from hookwise.globs import GlobError, compile_glob, glob_match, is_literal
+from hookwise.globs import Glob, GlobError, compile_glob, is_literal
 from hookwise.rules import Rule
 
 
@@ -24,7 +24,7 @@ from hookwise.rules import Rule
     ],
 )
 def test_star_does_not_cross_slash(pattern, value, expected):
-    assert glob_match(pattern, value) is expected
+    assert Glob(pattern).matches(value) is expected
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_star_does_not_cross_slash(pattern, value, expected):
     ],
 )
 def test_double_star_crosses_slash(pattern, value, expected):
-    assert glob_match(pattern, value) is expected
+    assert Glob(pattern).matches(value) is expected
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_double_star_crosses_slash(pattern, value, expected):
     ],
 )
 def test_question_mark_is_one_character_but_not_slash(pattern, value, expected):
-    assert glob_match(pattern, value) is expected
+    assert Glob(pattern).matches(value) is expected
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ def test_question_mark_is_one_character_but_not_slash(pattern, value, expected):
     ],
 )
 def test_character_classes(pattern, value, expected):
-    assert glob_match(pattern, value) is expected
+    assert Glob(pattern).matches(value) is expected
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_character_classes(pattern, value, expected):
     ],
 )
 def test_matching_is_case_sensitive(pattern, value, expected):
-    assert glob_match(pattern, value) is expected
+    assert Glob(pattern).matches(value) is expected
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ def test_matching_is_case_sensitive(pattern, value, expected):
     ],
 )
 def test_matching_is_anchored_at_both_ends(pattern, value):
-    assert glob_match(pattern, value) is False
+    assert Glob(pattern).matches(value) is False
 
 
 @pytest.mark.parametrize(
@@ -142,12 +142,12 @@ def test_matching_is_anchored_at_both_ends(pattern, value):
     ],
 )
 def test_regex_metacharacters_are_literal(pattern, value, expected):
-    assert glob_match(pattern, value) is expected
+    assert Glob(pattern).matches(value) is expected
 
 
 def test_newlines_are_ordinary_characters():
-    assert glob_match("a*b", "a\nb") is True
-    assert glob_match("a?b", "a\nb") is True
+    assert Glob("a*b").matches("a\nb") is True
+    assert Glob("a?b").matches("a\nb") is True
 
 
 @pytest.mark.parametrize(("pattern", "position"), [("[abc", 0), ("qa-[0-9", 3), ("x[", 1)])
@@ -161,7 +161,7 @@ def test_unclosed_bracket_raises_helpful_glob_error(pattern, position):
 
 def test_unclosed_bracket_raises_from_glob_match_too():
     with pytest.raises(GlobError, match="never closed"):
-        glob_match("a[b", "ab")
+        Glob("a[b").matches("ab")
 
 
 def test_empty_class_is_unclosed():
@@ -187,8 +187,8 @@ def test_bad_glob_in_rule_is_a_validation_error():
 
 
 def test_open_bracket_inside_class_is_literal_without_warnings():
-    assert glob_match("[[]", "[") is True
-    assert glob_match("x[[]]y", "x[]y") is True
+    assert Glob("[[]").matches("[") is True
+    assert Glob("x[[]]y").matches("x[]y") is True
 
 
 @pytest.mark.parametrize(
@@ -214,10 +214,28 @@ def test_is_literal(pattern, expected):
 def test_literal_patterns_match_only_themselves():
     for pattern in ["artifactory", "a.b", "(x)", "a]b", ""]:
         assert is_literal(pattern)
-        assert glob_match(pattern, pattern)
-        assert not glob_match(pattern, pattern + "x")
-        assert not glob_match(pattern, "x" + pattern)
+        assert Glob(pattern).matches(pattern)
+        assert not Glob(pattern).matches(pattern + "x")
+        assert not Glob(pattern).matches("x" + pattern)
 
 
-def test_compiled_patterns_are_cached():
-    assert compile_glob("cache-me-*") is compile_glob("cache-me-*")
+@pytest.mark.parametrize(
+    ("pattern", "prefix"),
+    [("team/api", "team/api"), ("team/*", "team/"), ("v?.*", "v"), ("[ab]x", ""), ("**", "")],
+)
+def test_prefix_is_the_text_every_match_starts_with(pattern, prefix):
+    assert Glob(pattern).prefix == prefix
+
+
+def test_rules_carry_their_globs_compiled_when_they_load():
+    rule = Rule.model_validate(
+        {
+            "name": "r",
+            "when": {"source": "art*", "match": {"data.image": ["team/*", "x"]}},
+            "actions": [{"uses": "log"}],
+        }
+    )
+    globs = [*rule.when.source, *rule.when.domain, *rule.when.match["data.image"]]
+    assert all(isinstance(glob, Glob) for glob in globs)
+    assert [glob.regex.pattern for glob in rule.when.match["data.image"]] == ["team/[^/]*", "x"]
+    assert rule.when.model_dump()["match"] == {"data.image": ["team/*", "x"]}

@@ -17,7 +17,7 @@ from hookwise.api import Api
 from hookwise.chatops.client import chat_for
 from hookwise.chatops.commands import Commands
 from hookwise.chatops.interactions import Interactions
-from hookwise.errors import HookwiseError
+from hookwise.errors import HookwiseError, StoreError
 from hookwise.receiver import Receiver, error
 from hookwise.service import Service
 from hookwise.slack import SlackSettings
@@ -47,8 +47,10 @@ def create_app(service: Service, on_ready: Callable[[], None] = lambda: None) ->
         )
 
     async def metrics(request: Request) -> Response:
+        # The counters are worth having most when the store is down: keep the last depth.
         if service.engine.store is not None:
-            service.metrics.queue_depth.set(await service.engine.store.queue_depth())
+            with contextlib.suppress(StoreError):
+                service.metrics.queue_depth.set(await service.engine.store.queue_depth())
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:

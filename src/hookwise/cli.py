@@ -7,6 +7,7 @@ import contextlib
 import getpass
 import json
 import logging
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -16,15 +17,17 @@ from typing import Any, TypeVar
 import click
 import uvicorn
 
-from hookwise import operations
+from hookwise import operations, retention
 from hookwise.config import DEFAULT_PATH, Config, load_config
-from hookwise.errors import ConfigError, RequestError, StoreError
+from hookwise.durations import parse_duration
+from hookwise.errors import ConfigError, HookwiseError, RequestError, StoreError
+from hookwise.event import iso_time
 from hookwise.plugins import Registry, load_registry
 from hookwise.schema import rules_schema
 from hookwise.service import Service, build_service
 from hookwise.sources import Delivery
-from hookwise.store import open_store
-from hookwise.store.base import EVENT_STATUSES
+from hookwise.store import Schema, display_url, open_store
+from hookwise.store.base import EVENT_STATUSES, Pruned
 
 T = TypeVar("T")
 config_option = click.option(
@@ -37,16 +40,36 @@ config_option = click.option(
 )
 
 
+log = logging.getLogger("hookwise")
+
+
+def _refuse(exc: ConfigError) -> None:
+    """Exit 1 listing every problem as file:line:col."""
+    for problem in exc.problems:
+        click.echo(str(problem), err=True)
+    noun = "problem" if len(exc.problems) == 1 else "problems"
+    click.echo(f"{len(exc.problems)} {noun} found; nothing was started.", err=True)
+    sys.exit(1)
+
+
+def _loaded(load: Callable[[str], T], config_path: str) -> T:
+    """What `load` makes of the config file, or exit 1 with every problem as file:line:col."""
+    try:
+        return load(config_path)
+    except ConfigError as exc:
+        _refuse(exc)
+        raise  # not reached: _refuse exits
+
+
 def _service(config_path: str) -> Service:
     """Build the service or exit 1 with every problem as file:line:col."""
-    try:
-        return build_service(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        noun = "problem" if len(exc.problems) == 1 else "problems"
-        click.echo(f"{len(exc.problems)} {noun} found; nothing was started.", err=True)
-        sys.exit(1)
+    return _loaded(build_service, config_path)
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _registry(config_path: str) -> Registry:
@@ -75,16 +98,16 @@ def main() -> None:
 @click.option("--listen", help="host:port, overriding `listen` in the config.")
 def serve(config_path: str, listen: str | None) -> None:
     """Receive webhooks and run the rules' actions."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _log_to_stderr()
     service = _service(config_path)
     host, _, port = (listen or service.config.listen).rpartition(":")
     host = host.strip("[]")
     if not port.isdigit() or int(port) > 65535:
         raise click.BadParameter(f"expected host:port, got {listen!r}", param_hint="--listen")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that name it, and
+    # without it every answer on a kept-alive connection waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, int(port)))
@@ -106,6 +129,38 @@ def serve(config_path: str, listen: str | None) -> None:
         uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     )
     server.run(sockets=[sock])
+
+
+@main.command()
+@config_option
+def worker(config_path: str) -> None:
+    """Execute runs without receiving webhooks: one more process on a shared store."""
+    _log_to_stderr()
+    service = _service(config_path)
+    try:
+        asyncio.run(_work(service))
+    except HookwiseError as exc:
+        log.error("hookwise cannot start: %s", exc)
+        sys.exit(1)
+
+
+async def _work(service: Service) -> None:
+    """Run the worker until SIGTERM or SIGINT, then stop it as `serve` does."""
+    await service.start(watch=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    # SIGHUP reloads the rules of `serve`; a worker executes the snapshots runs carry.
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: log.info("SIGHUP: a worker has no rules to reload")
+    )
+    log.info("hookwise worker running; SIGTERM or Ctrl-C stops it")
+    try:
+        await stop.wait()
+        log.info("stopping: finishing the runs under way")
+    finally:
+        await service.stop()
 
 
 @main.command()
@@ -318,6 +373,85 @@ def schema(config_path: str) -> None:
     """JSON Schema of rule files, for yaml-language-server and other editors."""
     registry = _registry(config_path)
     _print_json(rules_schema(registry.actions, registry.integrations))
+
+
+@main.group()
+def db() -> None:
+    """The store's database."""
+
+
+@db.command()
+@config_option
+def upgrade(config_path: str) -> None:
+    """Apply the schema migrations this hookwise needs; back the database up first."""
+    config = _loaded(load_config, config_path)
+
+    async def migrate() -> Schema:
+        store = open_store(config.store_url)
+        try:
+            return await store.open(upgrade=True)
+        finally:
+            await store.close()
+
+    try:
+        schema = asyncio.run(migrate())
+    except (StoreError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    where = display_url(config.store_url)
+    if schema.found == schema.current:
+        click.echo(f"{where}: schema version {schema.current}, up to date")
+    else:
+        click.echo(f"{where}: schema upgraded from version {schema.found} to {schema.current}")
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    try:
+        return None if value is None else parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@db.command()
+@config_option
+@click.option(
+    "--max-age",
+    metavar="DURATION",
+    callback=_duration,
+    help="Prune what is older than this (e.g. 90d) instead of retention.max_age.",
+)
+def prune(config_path: str, max_age: float | None) -> None:
+    """Delete finished runs and events older than retention.max_age, now."""
+    config = _loaded(load_config, config_path)
+    if max_age is not None:
+        config.retention.max_age = max_age
+    keep_for = config.keep_for
+    if keep_for is None:
+        click.echo(
+            "error: retention.max_age is null, so hookwise keeps everything; "
+            "pass --max-age to prune anyway",
+            err=True,
+        )
+        sys.exit(1)
+
+    async def run() -> tuple[float, Pruned]:
+        store = open_store(config.store_url)
+        try:
+            await store.open()
+            return await retention.prune(store, keep_for)
+        finally:
+            await store.close()
+
+    try:
+        before, pruned = asyncio.run(run())
+    except (StoreError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    where, cutoff = display_url(config.store_url), iso_time(before)
+    if pruned.events or pruned.runs or not pruned.busy:
+        click.echo(f"{where}: pruned {retention.describe(pruned)} older than {cutoff}")
+    if pruned.busy:
+        click.echo(f"{where}: another hookwise process is pruning it now and carries on")
 
 
 def _decide(config_path: str, run_id: str, decision: str, by: str, reason: str | None) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from hookwise.globs import GlobError, compile_glob
+from hookwise.globs import Glob
 
 
 def as_text(value: Any) -> str:
@@ -22,31 +22,30 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-def _as_globs(value: Any) -> list[str]:
+def _as_globs(value: Any) -> list[Glob]:
+    """A glob or a list of them, compiled here: a mistake is reported at the whole key."""
     items = value if isinstance(value, list) else [value]
     if not items or any(isinstance(item, dict | list) for item in items):
         raise ValueError(f"expected a glob or a list of globs, got {value!r}")
-    globs = [as_text(item) for item in items]
-    for glob in globs:
-        try:
-            compile_glob(glob)
-        except GlobError as exc:
-            raise ValueError(str(exc)) from None
-    return globs
+    return [Glob(as_text(item)) for item in items]
+
+
+def _everything() -> list[Glob]:
+    return [Glob("*")]
 
 
 Scalar = str | int | float | bool
 Globs = Annotated[
-    list[str], BeforeValidator(_as_globs, json_schema_input_type=Scalar | list[Scalar])
+    list[Glob], BeforeValidator(_as_globs, json_schema_input_type=Scalar | list[Scalar])
 ]
 
 
 class When(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    source: Globs = Field(default_factory=lambda: ["*"])
-    domain: Globs = Field(default_factory=lambda: ["*"])
-    event_type: Globs = Field(default_factory=lambda: ["*"])
+    source: Globs = Field(default_factory=_everything)
+    domain: Globs = Field(default_factory=_everything)
+    event_type: Globs = Field(default_factory=_everything)
     match: dict[str, Globs] = Field(default_factory=dict, description="Every key must match.")
     exclude: dict[str, Globs] = Field(default_factory=dict, description="Any match excludes.")
     if_: str | None = Field(default=None, alias="if", description="A bare Jinja expression.")

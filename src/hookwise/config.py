@@ -21,6 +21,7 @@ from hookwise.actions import IntegrationSpec
 from hookwise.durations import Duration
 from hookwise.errors import ConfigError, Problem
 from hookwise.sources import SourceKind
+from hookwise.store import check_url
 from hookwise.validation import did_you_mean, problems_from
 from hookwise.yamlpos import Document, load_file
 
@@ -57,6 +58,18 @@ class WorkerConfig(BaseModel):
     )
 
 
+class RetentionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_age: Duration | None = Field(
+        default=30 * 86400.0,
+        gt=0,
+        description="Finished runs and their events are deleted this long after their last "
+        "change; null keeps everything. Never less than dedupe_window.",
+    )
+    interval: Duration = Field(default=3600.0, gt=0, description="How often to prune.")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -69,6 +82,7 @@ class Config(BaseModel):
     dedupe_window: Duration = 72 * 3600.0
     egress: EgressConfig = Field(default_factory=EgressConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     integrations: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -90,8 +104,7 @@ class Config(BaseModel):
     @field_validator("store")
     @classmethod
     def _known_store(cls, value: str) -> str:
-        if not value.startswith("sqlite:///"):
-            raise ValueError(f"unsupported store {value.split(':')[0]!r}: use sqlite:///path/to/db")
+        check_url(value)
         return value
 
     @property
@@ -108,6 +121,16 @@ class Config(BaseModel):
     @property
     def rules_path(self) -> Path:
         return self.path(self.rules)
+
+    @property
+    def keep_for(self) -> float | None:
+        """How old a finished run must be to be pruned, or None to keep everything.
+
+        Never less than the dedupe window: a repeated delivery is answered with its
+        first event's id, so that event must still be there.
+        """
+        max_age = self.retention.max_age
+        return None if max_age is None else max(max_age, self.dedupe_window)
 
     @property
     def store_url(self) -> str:

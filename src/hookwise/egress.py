@@ -9,8 +9,10 @@ between check and connect. TLS still verifies the original host name.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -130,14 +132,19 @@ async def _resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(info[4][0] for info in infos))
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One context per process: building one loads the CA bundle, tens of ms of blocking."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx transport whose every connection passes the egress policy. Ignores proxy env."""
 
     def __init__(self, policy: EgressPolicy) -> None:
-        super().__init__(trust_env=False)
+        super().__init__(verify=_tls(), trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            network_backend=GuardedBackend(policy),
+            ssl_context=_tls(), network_backend=GuardedBackend(policy)
         )
 
 

@@ -8,14 +8,58 @@ Matching is case-sensitive and anchored at both ends. Patterns compile once, whe
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from typing import Any
+
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
+
+WILDCARDS = "*?["
 
 
 class GlobError(ValueError):
     pass
 
 
-@lru_cache(maxsize=4096)
+class Glob(str):
+    """A pattern that is still its text (for messages, keys and the schema) and carries
+    its compiled form, so matching an event never compiles anything."""
+
+    regex: re.Pattern[str]
+
+    def __new__(cls, pattern: str) -> Glob:
+        glob = super().__new__(cls, pattern)
+        glob.regex = compile_glob(pattern)
+        return glob
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """A string to pydantic and in dumps; compiled once, when validated."""
+        return core_schema.no_info_plain_validator_function(
+            cls._validate,
+            json_schema_input_schema=core_schema.str_schema(),
+            serialization=core_schema.to_string_ser_schema(),
+        )
+
+    @classmethod
+    def _validate(cls, value: Any) -> Glob:
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"expected a glob, got {value!r}")
+        return cls(value)
+
+    def matches(self, value: str) -> bool:
+        return self.regex.fullmatch(value) is not None
+
+    @property
+    def prefix(self) -> str:
+        """The literal text every match starts with: the whole pattern when it has no wildcard."""
+        end = next((i for i, char in enumerate(self) if char in WILDCARDS), len(self))
+        return str(self[:end])
+
+
 def compile_glob(pattern: str) -> re.Pattern[str]:
     """Translate to an anchored regex; raises GlobError naming what is wrong."""
     out: list[str] = []
@@ -63,8 +107,4 @@ def _class_end(pattern: str, start: int) -> int:
 
 def is_literal(pattern: str) -> bool:
     """True when the pattern has no wildcard, so an exact lookup can replace matching."""
-    return not any(char in pattern for char in "*?[")
-
-
-def glob_match(pattern: str, value: str) -> bool:
-    return compile_glob(pattern).fullmatch(value) is not None
+    return not any(char in pattern for char in WILDCARDS)

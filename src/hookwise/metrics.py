@@ -39,6 +39,14 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
         )
+        self.pruned = Counter(
+            "hookwise_pruned_total",
+            "Events and runs deleted by retention.",
+            ["what"],
+            registry=self.registry,
+        )
+        for what in ("events", "runs"):
+            self.pruned.labels(what)
         self.queue_depth = Gauge(
             "hookwise_queue_depth",
             "Runs waiting to be executed or retried.",

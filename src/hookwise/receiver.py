@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from hookwise.engine import Engine
@@ -53,6 +53,10 @@ class Receiver:
             results = await self.engine.receive(name, delivery)
         except BodyTooLarge:
             return self._reject(name, 413, "too_large", f"body exceeds {self.max_body_bytes} bytes")
+        except ClientDisconnect:
+            # The sender hung up mid-body: nothing to store and nobody to answer; its
+            # retry is a new delivery.
+            return self._reject(name, 400, "disconnected", "the sender hung up before the end")
         except RequestError as exc:
             return self._reject(name, exc.status_code, exc.reason, str(exc))
         except StoreError as exc:

@@ -26,7 +26,7 @@ from hookwise.actions import ActionContext, ActionSpec, RunLog, action_label, re
 from hookwise.chatops.client import chat_for
 from hookwise.chatops.notify import Notifier
 from hookwise.config import Config
-from hookwise.errors import PermanentFailure, RetryLater
+from hookwise.errors import PermanentFailure, RetryLater, StoreError
 from hookwise.event import Event
 from hookwise.gates import Gates
 from hookwise.metrics import Metrics
@@ -41,6 +41,9 @@ log = logging.getLogger("hookwise.runner")
 INTERRUPTED = "hookwise stopped during an attempt; the run resumes where it was"
 # Retry-After is honoured, but a misbehaving server must not park a run for days.
 MAX_RETRY_AFTER = 3600.0
+# How long a finished attempt waits for the store to come back before it is given up
+# (and the run is executed again once its lease has expired).
+RECORD_PATIENCE = 600.0
 
 
 @dataclass(frozen=True)
@@ -254,10 +257,32 @@ class Runner:
         progress: Progress,
     ) -> bool:
         progress = await self.notifier.sync(run, events, progress, record)
-        kept = await self.store.record(run.lease, run.id, record, progress)
+        kept = await self._record(run, record, progress)
         if kept and progress.status in ("succeeded", "dead"):
             self.metrics.runs_finished.labels(run.rule, progress.status).inc()
         return kept
+
+    async def _record(
+        self, run: RunRecord, record: AttemptRecord | None, progress: Progress
+    ) -> bool:
+        """Write the run's progress, waiting out a store outage of up to RECORD_PATIENCE.
+
+        The action has already happened: giving up would leave the run `running` until
+        its lease expires and the action would run again. The lease token still guards
+        the write, so a run another worker took over meanwhile is not overwritten.
+        """
+        waited, delay = 0.0, 0.25
+        while True:
+            try:
+                return await self.store.record(run.lease, run.id, record, progress)
+            except StoreError as exc:
+                if waited >= RECORD_PATIENCE:
+                    raise
+                if not waited:
+                    log.warning("run %s: cannot record its progress yet: %s", run.id, exc)
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 5.0)
 
     async def _attempt(
         self,

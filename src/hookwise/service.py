@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -13,9 +14,10 @@ from hookwise.matcher import RuleIndex
 from hookwise.metrics import Metrics
 from hookwise.plugins import Registry, load_registry
 from hookwise.reload import Reloader
+from hookwise.retention import FIRST_PASS, Pruner
 from hookwise.rules import RuleLoader
 from hookwise.runner import Runner
-from hookwise.store import open_store
+from hookwise.store import Store, display_url, open_store
 from hookwise.templates import make_environment
 from hookwise.worker import Worker
 
@@ -31,8 +33,17 @@ class Service:
     metrics: Metrics
     worker: Worker | None = None
     reloader: Reloader | None = None
+    pruner: Pruner | None = None
 
-    async def start(self, *, with_worker: bool = True, watch: bool = True) -> None:
+    async def start(
+        self, *, with_worker: bool = True, watch: bool = True, first_prune: float = FIRST_PASS
+    ) -> None:
+        """Open the store, then start the worker and the rule watcher as asked, and the
+        pruner unless retention is off (its first pass `first_prune` seconds later).
+
+        `hookwise worker` starts without the watcher: runs carry a snapshot of their
+        rule's actions, so executing them never needs the current rules.
+        """
         store = open_store(self.config.store_url)
         await store.open()
         self.engine.store = store
@@ -48,18 +59,40 @@ class Service:
             )
             self.worker = Worker(store, runner, self.config.worker, owner)
             self.engine.on_new_runs = self.worker.notify
-            self.worker.start()
+            await self.worker.start()
         if watch:
             self.reloader = Reloader(self.loader, self.config.rules_path, self.engine)
             await self.reloader.start()
+        self._start_pruner(store, first_prune)
+        # Everything loaded so far lives as long as the process: take it out of the
+        # collector's sight, so a full collection does not stall every request for
+        # tens of milliseconds walking the imported libraries.
+        gc.freeze()
         log.info(
             "hookwise started: %d rules, sources %s, store %s",
             len(self.engine.rules.rules),
             ", ".join(sorted(self.engine.sources)) or "none",
-            self.config.store_url.split("@")[-1],
+            display_url(self.config.store_url),
         )
 
+    def _start_pruner(self, store: Store, first: float) -> None:
+        retention = self.config.retention
+        keep_for = self.config.keep_for
+        if keep_for is None:
+            return
+        if retention.max_age is not None and retention.max_age < keep_for:
+            log.info(
+                "retention: keeping finished runs for %gs, the dedupe window, "
+                "not retention.max_age (%gs)",
+                keep_for,
+                retention.max_age,
+            )
+        self.pruner = Pruner(store, keep_for, retention.interval, self.metrics, first)
+        self.pruner.start()
+
     async def stop(self) -> None:
+        if self.pruner is not None:
+            await self.pruner.stop()
         if self.reloader is not None:
             await self.reloader.stop()
         if self.worker is not None:

@@ -1,7 +1,9 @@
 """Claiming due runs and executing them with bounded concurrency.
 
-New runs wake the worker at once (`notify`); a short poll is the safety net for
-retries coming due and for runs other processes left behind.
+New runs wake the worker at once (`notify`): the engine calls it for runs of this
+process, and the store (`subscribe`) for runs other processes added to a shared
+database. A short poll is the safety net for retries coming due, for runs other
+processes left behind, and for notifications lost while the database was away.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import time
 
 from hookwise.config import WorkerConfig
+from hookwise.errors import StoreError
 from hookwise.runner import Runner
 from hookwise.store import RunRecord, Store
 
@@ -29,11 +32,13 @@ class Worker:
         self._stopping = False
         self._claiming: asyncio.Task[None] | None = None
         self._renewing: asyncio.Task[None] | None = None
+        self._store_failing = False
 
     def notify(self) -> None:
         self._wake.set()
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        await self.store.subscribe(self.notify)
         self._claiming = asyncio.create_task(self._claim_loop(), name="hookwise-claim")
         self._renewing = asyncio.create_task(self._renew_loop(), name="hookwise-renew")
 
@@ -63,6 +68,10 @@ class Worker:
             self._wake.clear()
             try:
                 claimed = await self._claim_once()
+                self._store_back()
+            except StoreError as exc:
+                self._store_down("claiming runs", exc)
+                claimed = 0
             except Exception:
                 log.exception("claiming runs failed; retrying shortly")
                 claimed = 0
@@ -84,6 +93,10 @@ class Worker:
             await self.runner.execute(run)
         except asyncio.CancelledError:
             raise
+        except StoreError as exc:
+            log.warning(
+                "run %s could not be recorded (%s); it is retried after its lease", run.id, exc
+            )
         except Exception:
             log.exception("run %s failed inside hookwise; it is retried after its lease", run.id)
         finally:
@@ -107,5 +120,18 @@ class Worker:
             try:
                 tokens = [token for _, token in self.active.values()]
                 await self.store.renew(tokens, self.settings.lease)
+            except StoreError as exc:
+                self._store_down("renewing leases", exc)
             except Exception:
                 log.exception("renewing leases failed")
+
+    def _store_down(self, doing: str, exc: StoreError) -> None:
+        """One warning per outage of the store, not one per poll."""
+        if not self._store_failing:
+            log.warning("%s failed: %s; retrying until the store answers", doing, exc)
+        self._store_failing = True
+
+    def _store_back(self) -> None:
+        if self._store_failing:
+            log.warning("the store answers again; claiming runs")
+        self._store_failing = False

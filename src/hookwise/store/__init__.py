@@ -2,15 +2,66 @@
 
 from __future__ import annotations
 
-from hookwise.store.base import AcceptResult, AttemptRecord, NewRun, RunRecord, Store
+import re
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["AcceptResult", "AttemptRecord", "NewRun", "RunRecord", "Store", "open_store"]
+from hookwise.store.base import AcceptResult, AttemptRecord, NewRun, RunRecord, Schema, Store
+
+__all__ = [
+    "AcceptResult",
+    "AttemptRecord",
+    "NewRun",
+    "RunRecord",
+    "Schema",
+    "Store",
+    "check_url",
+    "display_url",
+    "open_store",
+]
+
+SQLITE = "sqlite:///"
+POSTGRES = ("postgresql://", "postgres://")
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError saying what is wrong with a store URL, so `check` catches it."""
+    if url.startswith(SQLITE):
+        return
+    if url.startswith(POSTGRES):
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(url)
+        except ProgrammingError as exc:
+            raise ValueError(f"not a PostgreSQL URL: {display_url(url)}: {exc}") from None
+        return
+    scheme = url.partition(":")[0]
+    raise ValueError(
+        f"unsupported store {scheme!r}: use sqlite:///path/to/hookwise.db or "
+        "postgresql://user:password@host:5432/database"
+    )
+
+
+def display_url(url: str) -> str:
+    """The URL fit for logs and messages: a password in it is shown as ***."""
+    parts = urlsplit(url)
+    netloc, query = parts.netloc, parts.query
+    if parts.password is not None:
+        user, _, hosts = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{hosts}"
+    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", query, flags=re.IGNORECASE)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def open_store(url: str) -> Store:
-    if url.startswith("sqlite:///"):
-        from hookwise.store.sqlite import SQLiteStore
+    check_url(url)
+    if url.startswith(POSTGRES):
+        from hookwise.store.postgres import PostgresStore
 
-        return SQLiteStore(url.removeprefix("sqlite:///"))
-    scheme = url.partition(":")[0]
-    raise ValueError(f"unsupported store {scheme!r}: use sqlite:///path/to/hookwise.db")
+        return PostgresStore(url, display_url(url))
+    from hookwise.store.sqlite import SQLiteStore
+
+    return SQLiteStore(url.removeprefix(SQLITE))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,13 +16,45 @@ WAITING_STATUSES = ("waiting_event", "waiting_approval")
 ACTIVE_STATUSES = ("pending", "running", "retrying", "debouncing", *WAITING_STATUSES)
 # Ends other than succeeded and dead: the run was stopped by flow control or a person.
 STOPPED_STATUSES = ("skipped", "superseded", "expired", "rejected")
-RUN_STATUSES = (*ACTIVE_STATUSES, "succeeded", "dead", *STOPPED_STATUSES)
+# A run in one of these will not change again; only these are ever pruned.
+FINISHED_STATUSES = ("succeeded", "dead", *STOPPED_STATUSES)
+RUN_STATUSES = (*ACTIVE_STATUSES, *FINISHED_STATUSES)
 
 
 @dataclass(frozen=True)
 class AcceptResult:
     event_id: str
     duplicate: bool
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The schema version a store found when it opened, and the one it left."""
+
+    found: int
+    current: int
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What a retention pass removed; `busy` when it stopped because another was under way."""
+
+    events: int = 0
+    runs: int = 0
+    attempts: int = 0
+    dedupe_keys: int = 0
+    throttles: int = 0
+    busy: bool = False
+
+    def __add__(self, other: Pruned) -> Pruned:
+        return Pruned(
+            self.events + other.events,
+            self.runs + other.runs,
+            self.attempts + other.attempts,
+            self.dedupe_keys + other.dedupe_keys,
+            self.throttles + other.throttles,
+            self.busy or other.busy,
+        )
 
 
 @dataclass(frozen=True)
@@ -130,7 +162,7 @@ class Store(ABC):
     """Durable events and runs; every backend passes the same test suite."""
 
     @abstractmethod
-    async def open(self, *, upgrade: bool = False) -> None:
+    async def open(self, *, upgrade: bool = False) -> Schema:
         """Connect, and create the schema in an empty database.
 
         A schema older than this code is an error unless `upgrade` (`hookwise db
@@ -139,6 +171,14 @@ class Store(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    async def subscribe(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever another process may have added due work, until `close`.
+
+        Lets several processes share one database without waiting for their poll. A
+        store that only one process uses (SQLite) has nothing to announce.
+        """
+        return None
 
     @abstractmethod
     async def accept(
@@ -215,6 +255,16 @@ class Store(ABC):
     @abstractmethod
     async def runs_of(self, event_id: str) -> list[dict[str, Any]]:
         """Runs with their attempts, oldest first."""
+
+    @abstractmethod
+    async def prune(self, before: float, batch: int = 1000) -> Pruned:
+        """Delete finished runs last changed before `before`, and the events, dedupe keys
+        and throttle turns nothing needs any more; see `sql.prune` for exactly what.
+
+        Works in transactions of at most `batch` rows of each kind, until nothing is left.
+        Only one process prunes a store at a time: when another one is, this stops and
+        returns what it had removed so far with `busy` set.
+        """
 
     @abstractmethod
     async def queue_depth(self) -> int:

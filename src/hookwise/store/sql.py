@@ -2,9 +2,11 @@
 
 Each function runs inside one transaction the backend opened, on a `Tx`: anything with
 `execute(sql, params)` returning a cursor whose rows read like mappings. Placeholders
-are `?`; a backend that spells them differently translates. `lock(name)` serializes
-writers that touch the same flow key (a no-op where one writer does everything), so
-debounce, throttle, supersede and concurrency limits hold across processes.
+are `?`, and no SQL text here contains a literal `?` or `%`, so a backend that spells
+placeholders differently can translate blindly. `lock(name)` serializes writers that
+touch the same flow key until their transaction ends (a no-op where one writer does
+everything), so debounce, throttle, supersede and concurrency limits hold across
+processes. Only standard SQL that SQLite and PostgreSQL both read the same way is used.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from hookwise.actions import action_label
 from hookwise.event import Event, new_id
 from hookwise.store.base import (
     ACTIVE_STATUSES,
+    FINISHED_STATUSES,
     WAITING_STATUSES,
     AcceptResult,
     AttemptRecord,
     Decision,
     NewRun,
     Progress,
+    Pruned,
     RunRecord,
     run_view,
 )
@@ -53,7 +57,11 @@ class Cursor(Protocol):
 class Tx(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
 
-    def lock(self, name: str) -> None: ...
+    def lock(self, name: str) -> None:
+        """Wait for the named lock; it is held until the transaction ends."""
+
+    def try_lock(self, name: str) -> bool:
+        """Take the named lock if it is free, without waiting."""
 
 
 def _not_in(column: str, items: Collection[Any]) -> str:
@@ -76,12 +84,17 @@ def accept(
     runs: list[NewRun],
     awaited: list[tuple[str, str]],
 ) -> AcceptResult:
-    tx.lock(f"dedupe:{dedupe_key}")
-    seen = tx.execute(
-        "SELECT event_id FROM dedupe WHERE key = ? AND seen_at > ?",
-        (dedupe_key, event.received_at - window),
+    # One statement claims the key, atomically on both backends: a concurrent copy of
+    # the delivery waits for this transaction, then finds the key taken. A key older
+    # than the window is taken over.
+    claimed = tx.execute(
+        "INSERT INTO dedupe (key, event_id, seen_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, seen_at = excluded.seen_at "
+        "WHERE dedupe.seen_at <= ? RETURNING event_id",
+        (dedupe_key, event.id, event.received_at, event.received_at - window),
     ).fetchone()
-    if seen:
+    if claimed is None:
+        seen = tx.execute("SELECT event_id FROM dedupe WHERE key = ?", (dedupe_key,)).fetchone()
         return AcceptResult(seen["event_id"], duplicate=True)
     tx.execute(
         "INSERT INTO events (id, source, kind, domain, event_type, delivery_id, "
@@ -98,11 +111,6 @@ def accept(
             json.dumps(event.headers),
             json.dumps(event.artifacts),
         ),
-    )
-    tx.execute(
-        "INSERT INTO dedupe (key, event_id, seen_at) VALUES (?, ?, ?) "
-        "ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, seen_at = excluded.seen_at",
-        (dedupe_key, event.id, event.received_at),
     )
     # Release earlier waiting runs first, so a run is never released by its own event.
     for rule, key in awaited:
@@ -202,10 +210,10 @@ def _throttled(tx: Tx, run: NewRun, now: float) -> str | None:
             f"{now - last['last_at']:.0f}s ago (once per {period:g}s; next allowed in {wait:.0f}s)"
         )
     tx.execute(
-        "INSERT INTO throttles (rule, key, last_at, run_id) VALUES (?, ?, ?, ?) "
+        "INSERT INTO throttles (rule, key, last_at, run_id, expires_at) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT (rule, key) DO UPDATE SET last_at = excluded.last_at, "
-        "run_id = excluded.run_id",
-        (run.rule, run.keys.throttle, now, run.id),
+        "run_id = excluded.run_id, expires_at = excluded.expires_at",
+        (run.rule, run.keys.throttle, now, run.id, now + period),
     )
     return None
 
@@ -293,10 +301,14 @@ def _slot_free(tx: Tx, run: RunRecord) -> bool:
 
     Runs already holding one (retrying, or running with an expired lease) keep it;
     waiting runs only pass their gate and come back as `pending` to queue for a slot.
+    A claim holds the rows it selected, so it must not wait for the key's lock: an
+    accept holding that lock may be waiting for one of those rows (supersede). A busy
+    key counts as full this time; the run is claimed on a later pass.
     """
     if run.concurrency_key is None or run.status not in ("pending", "debouncing"):
         return True
-    tx.lock(f"concurrency:{run.rule}:{run.concurrency_key}")
+    if not tx.try_lock(f"concurrency:{run.rule}:{run.concurrency_key}"):
+        return False
     holders = tx.execute(
         f"SELECT COUNT(*) AS n FROM runs WHERE rule = ? AND concurrency_key = ? "
         f"AND status IN ({_quoted(HOLDING)})",
@@ -414,6 +426,77 @@ def insert_attempt(tx: Tx, attempt: AttemptRecord) -> None:
             json.dumps(attempt.log),
         ),
     )
+
+
+# ----------------------------------------------------------------------------------------
+# Retention
+
+PRUNE_LOCK = "hookwise:prune"
+# Ids per `IN (...)` list, well below either database's limit on parameters.
+ID_CHUNK = 500
+
+
+def prune(tx: Tx, before: float, now: float, limit: int) -> Pruned | None:
+    """One bounded round of retention; None when another process is pruning.
+
+    Removes, at most `limit` of each:
+    - finished runs last changed before `before`, with their attempts, decisions and
+      links to events;
+    - events received before `before` that no run refers to any more (as its event, one
+      of a debounced batch, or the event it waited for), so an event with unfinished
+      work, or kept by a run that is not old enough, stays;
+    - dedupe keys first seen before `before` (the caller keeps `before` outside the
+      dedupe window, so these no longer recognise anything);
+    - throttle turns older than `before` whose period is over (turns recorded before
+      periods were stored are kept until the key's next turn).
+
+    Runs go first, so events they alone kept go in the same round.
+    """
+    if not tx.try_lock(PRUNE_LOCK):
+        return None
+    runs = _ids(
+        tx,
+        f"SELECT id FROM runs WHERE status IN ({_quoted(FINISHED_STATUSES)}) "
+        "AND updated_at < ? LIMIT ?",
+        (before, limit),
+    )
+    attempts = _delete_in(tx, "attempts", "run_id", runs)
+    _delete_in(tx, "decisions", "run_id", runs)
+    _delete_in(tx, "run_events", "run_id", runs)
+    _delete_in(tx, "runs", "id", runs)
+    events = _ids(
+        tx,
+        "SELECT id FROM events e WHERE received_at < ? "
+        "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id) "
+        "AND NOT EXISTS (SELECT 1 FROM run_events l WHERE l.event_id = e.id) "
+        "AND NOT EXISTS (SELECT 1 FROM runs w WHERE w.awaited_event_id = e.id) LIMIT ?",
+        (before, limit),
+    )
+    _delete_in(tx, "events", "id", events)
+    keys = tx.execute(
+        "DELETE FROM dedupe WHERE key IN (SELECT key FROM dedupe WHERE seen_at < ? LIMIT ?)",
+        (before, limit),
+    ).rowcount
+    throttles = tx.execute(
+        "DELETE FROM throttles WHERE (rule, key) IN (SELECT rule, key FROM throttles "
+        "WHERE last_at < ? AND expires_at <= ? LIMIT ?)",
+        (before, now, limit),
+    ).rowcount
+    return Pruned(len(events), len(runs), attempts, keys, throttles)
+
+
+def _ids(tx: Tx, sql: str, params: Sequence[Any]) -> list[str]:
+    return [row["id"] for row in tx.execute(sql, params).fetchall()]
+
+
+def _delete_in(tx: Tx, table: str, column: str, ids: list[str]) -> int:
+    deleted = 0
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = ids[start : start + ID_CHUNK]
+        deleted += tx.execute(
+            f"DELETE FROM {table} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk
+        ).rowcount
+    return deleted
 
 
 # ----------------------------------------------------------------------------------------

@@ -9,23 +9,21 @@ never waits on the disk.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import logging
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hookwise.errors import StoreError
-from hookwise.store.sqlstore import SqlStore
+from hookwise.store.base import Schema
+from hookwise.store.batching import GroupCommit, Outcome, Write
+from hookwise.store.sqlstore import SqlStore, migrations_to_apply
 
 T = TypeVar("T")
 log = logging.getLogger("hookwise.store")
-MAX_BATCH = 512
 
 MIGRATIONS = [
     """
@@ -118,6 +116,15 @@ MIGRATIONS = [
         PRIMARY KEY (run_id, actor)
     );
     """,
+    # Retention: finding what is old enough to prune without reading every row, and
+    # when a throttle's turn ends, so that only turns no longer in force are dropped.
+    """
+    CREATE INDEX events_received ON events (received_at);
+    CREATE INDEX runs_updated ON runs (status, updated_at);
+    CREATE INDEX runs_awaited ON runs (awaited_event_id) WHERE awaited_event_id IS NOT NULL;
+    CREATE INDEX dedupe_seen ON dedupe (seen_at);
+    ALTER TABLE throttles ADD COLUMN expires_at REAL;
+    """,
 ]
 
 
@@ -126,6 +133,9 @@ class _Connection(sqlite3.Connection):
 
     def lock(self, name: str) -> None:
         pass
+
+    def try_lock(self, name: str) -> bool:
+        return True
 
 
 def _connect(path: str) -> _Connection:
@@ -139,75 +149,35 @@ def _connect(path: str) -> _Connection:
     return conn
 
 
-Job = tuple[Callable[[_Connection], Any], asyncio.Future[Any]]
-
-
-class _Writer(threading.Thread):
-    """Runs queued write functions in batches, one transaction and one fsync per batch.
-
-    If the thread cannot open the database or dies, `failure` says why and every
-    waiting or later write fails with it, so callers answer 503 instead of hanging.
-    """
+class _Writer(GroupCommit):
+    """The one writer: each write in its own savepoint, so one failure does not undo
+    the others, and one transaction (one fsync) per batch."""
 
     def __init__(self, path: str) -> None:
-        super().__init__(name="hookwise-sqlite-writer", daemon=True)
+        super().__init__("the SQLite writer")
         self.path = path
-        self.jobs: queue.Queue[Job | None] = queue.Queue()
-        self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self.failure: StoreError | None = None
+        self.conn: _Connection | None = None
 
-    def run(self) -> None:
+    def connect(self) -> None:
         try:
-            conn = _connect(self.path)
-        except Exception as exc:
-            self._stop_with(StoreError(f"cannot open the SQLite store {self.path}: {exc}"))
-            self.ready.set_exception(self.failure)  # type: ignore[arg-type]
-            return
-        self.ready.set_result(None)
-        try:
-            while (batch := self._next_batch()) is not None:
-                self._commit(conn, batch)
-            self._stop_with(StoreError("the store is closed"))
-        except BaseException as exc:
-            log.exception("the SQLite writer stopped")
-            self._stop_with(StoreError(f"the SQLite writer stopped: {exc}"))
-        finally:
-            conn.close()
+            self.conn = _connect(self.path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the SQLite store {self.path}: {exc}") from exc
 
-    def _stop_with(self, failure: StoreError) -> None:
-        self.failure = failure
-        while True:
-            try:
-                job = self.jobs.get_nowait()
-            except queue.Empty:
-                return
-            if job is not None:
-                _resolve(job[1], False, failure)
+    def disconnect(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
 
-    def _next_batch(self) -> list[Job] | None:
-        first = self.jobs.get()
-        if first is None:
-            return None
-        batch = [first]
-        while len(batch) < MAX_BATCH:
-            try:
-                job = self.jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:
-                self.jobs.put(None)  # finish this batch, then stop
-                break
-            batch.append(job)
-        return batch
-
-    def _commit(self, conn: _Connection, batch: list[Job]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
+    def commit(self, writes: list[Write]) -> list[Outcome]:
+        conn = self.conn
+        assert conn is not None
+        outcomes: list[Outcome] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for fn, _ in batch:
+            for write in writes:
                 conn.execute("SAVEPOINT job")
                 try:
-                    outcomes.append((True, fn(conn)))
+                    outcomes.append((True, write(conn)))
                     conn.execute("RELEASE job")
                 except Exception as exc:
                     conn.execute("ROLLBACK TO job")
@@ -220,24 +190,8 @@ class _Writer(threading.Thread):
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            outcomes = [(False, StoreError(f"sqlite commit failed: {exc}"))] * len(batch)
-        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-            _resolve(future, ok, value)
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
-
-
-def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    """Settle a future from the writer thread; its loop may already be gone at shutdown."""
-    with contextlib.suppress(RuntimeError):
-        future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+            outcomes = [(False, StoreError(f"sqlite commit failed: {exc}"))] * len(writes)
+        return outcomes
 
 
 class SQLiteStore(SqlStore):
@@ -247,32 +201,23 @@ class SQLiteStore(SqlStore):
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hookwise-sqlite-read")
         self._local = threading.local()
 
-    async def open(self, *, upgrade: bool = False) -> None:
+    async def open(self, *, upgrade: bool = False) -> Schema:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = _Writer(self.path)
         self._writer.start()
         await asyncio.wrap_future(self._writer.ready)
-        await self._write(lambda conn: _migrate(conn, self.path, upgrade))
+        return await self._write(lambda conn: _migrate(conn, self.path, upgrade))
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._writer.jobs.put(None)
-            await asyncio.to_thread(self._writer.join)
+            await self._writer.stop()
             self._writer = None
         self._readers.shutdown(wait=True)
 
     async def _write(self, fn: Callable[[_Connection], T]) -> T:
-        writer = self._writer
-        if writer is None:
+        if self._writer is None:
             raise StoreError("the store is not open")
-        if writer.failure is not None:
-            raise writer.failure
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        writer.jobs.put((fn, future))
-        if writer.failure is not None and not future.done():
-            future.cancel()  # the writer died between the check and the put
-            raise writer.failure
-        return await future
+        return await self._writer.submit(fn)
 
     async def _read(self, fn: Callable[[_Connection], T]) -> T:
         def call() -> T:
@@ -287,22 +232,12 @@ class SQLiteStore(SqlStore):
         return await asyncio.get_running_loop().run_in_executor(self._readers, call)
 
 
-def _migrate(conn: sqlite3.Connection, path: str, upgrade: bool) -> None:
+def _migrate(conn: sqlite3.Connection, path: str, upgrade: bool) -> Schema:
     """Create a new database; upgrade an older one only when asked (`hookwise db upgrade`)."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    latest = len(MIGRATIONS)
-    if version > latest:
-        raise StoreError(
-            f"the database schema of {path} is version {version}, newer than this hookwise "
-            f"knows ({latest}); upgrade hookwise"
-        )
-    if 0 < version < latest and not upgrade:
-        raise StoreError(
-            f"the database schema of {path} is version {version}, this hookwise needs "
-            f"{latest}: back up the file, then run `hookwise db upgrade`"
-        )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        for statement in filter(str.strip, script.split(";")):
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number in migrations_to_apply(found, len(MIGRATIONS), path, upgrade):
+        for statement in filter(str.strip, MIGRATIONS[number - 1].split(";")):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {number}")
         log.info("store %s: schema upgraded to version %d", path, number)
+    return Schema(found, max(found, len(MIGRATIONS)))

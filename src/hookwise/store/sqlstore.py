@@ -6,11 +6,13 @@ store, so the logic lives once and both backends pass the same tests.
 
 from __future__ import annotations
 
+import functools
 from abc import abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from hookwise import clock
+from hookwise.errors import StoreError
 from hookwise.event import Event
 from hookwise.store import sql
 from hookwise.store.base import (
@@ -19,6 +21,7 @@ from hookwise.store.base import (
     Decision,
     NewRun,
     Progress,
+    Pruned,
     RunRecord,
     Store,
 )
@@ -33,6 +36,9 @@ class SqlStore(Store):
     row_lock = ""
     # Appended to a SELECT of one row the transaction must hold until it commits.
     for_update = ""
+    # Run at the end of a write that created due work, in its transaction, so that other
+    # processes hear of it when (and only if) it commits.
+    announce = ""
 
     @abstractmethod
     async def _write(self, fn: Callable[[Tx], T]) -> T:
@@ -51,11 +57,23 @@ class SqlStore(Store):
         awaited: list[tuple[str, str]] = (),  # type: ignore[assignment]
     ) -> AcceptResult:
         pairs = list(awaited)
-        return await self._write(lambda tx: sql.accept(tx, event, dedupe_key, window, runs, pairs))
+
+        def write(tx: Tx) -> AcceptResult:
+            result = sql.accept(tx, event, dedupe_key, window, runs, pairs)
+            if not result.duplicate and (runs or pairs):
+                self._announce(tx)
+            return result
+
+        return await self._write(write)
 
     async def add_runs(self, event_id: str, runs: list[NewRun]) -> None:
         now = clock.now()
-        await self._write(lambda tx: sql.add_runs(tx, event_id, runs, now))
+
+        def write(tx: Tx) -> None:
+            sql.add_runs(tx, event_id, runs, now)
+            self._announce(tx)
+
+        await self._write(write)
 
     async def claim(
         self, owner: str, limit: int, lease: float, exclude: Collection[str] = ()
@@ -79,7 +97,18 @@ class SqlStore(Store):
 
     async def decide(self, decision: Decision) -> str:
         now = clock.now()
-        return await self._write(lambda tx: sql.decide(tx, decision, now, self.for_update))
+
+        def write(tx: Tx) -> str:
+            answer = sql.decide(tx, decision, now, self.for_update)
+            if answer == "recorded":
+                self._announce(tx)
+            return answer
+
+        return await self._write(write)
+
+    def _announce(self, tx: Tx) -> None:
+        if self.announce:
+            tx.execute(self.announce)
 
     async def get_event(self, event_id: str) -> Event | None:
         return await self._read(lambda tx: sql.get_event(tx, event_id))
@@ -111,8 +140,41 @@ class SqlStore(Store):
     async def runs_of(self, event_id: str) -> list[dict[str, Any]]:
         return await self._read(lambda tx: sql.runs_of(tx, event_id))
 
+    async def prune(self, before: float, batch: int = 1000) -> Pruned:
+        total = Pruned()
+        while True:
+            now = clock.now()
+            done = await self._write(
+                functools.partial(sql.prune, before=before, now=now, limit=batch)
+            )
+            if done is None:
+                return total + Pruned(busy=True)
+            total += done
+            if max(done.events, done.runs, done.dedupe_keys, done.throttles) < batch:
+                return total
+
     async def queue_depth(self) -> int:
         return await self._read(sql.queue_depth)
 
     async def next_due(self) -> float | None:
         return await self._read(sql.next_due)
+
+
+def migrations_to_apply(found: int, latest: int, where: str, upgrade: bool) -> range:
+    """The version numbers to apply, under one policy for every backend.
+
+    An empty database (version 0) gets the whole schema. An older one is only upgraded
+    on request (`hookwise db upgrade`), after its owner has had the chance to back it
+    up; a newer one belongs to a newer hookwise and is never touched.
+    """
+    if found > latest:
+        raise StoreError(
+            f"the database schema of {where} is version {found}, newer than this hookwise "
+            f"knows ({latest}); upgrade hookwise"
+        )
+    if 0 < found < latest and not upgrade:
+        raise StoreError(
+            f"the database schema of {where} is version {found}, this hookwise needs "
+            f"{latest}: back it up, then run `hookwise db upgrade`"
+        )
+    return range(found + 1, latest + 1)
