@@ -10,7 +10,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +26,7 @@ from hookwise.plugins import Registry, load_registry
 from hookwise.schema import rules_schema
 from hookwise.service import Service, build_service
 from hookwise.sources import Delivery
-from hookwise.store import Schema, display_url, open_store
+from hookwise.store import Schema, Store, display_url, open_store
 from hookwise.store.base import EVENT_STATUSES, Pruned
 
 T = TypeVar("T")
@@ -43,22 +43,16 @@ config_option = click.option(
 log = logging.getLogger("hookwise")
 
 
-def _refuse(exc: ConfigError) -> None:
-    """Exit 1 listing every problem as file:line:col."""
-    for problem in exc.problems:
-        click.echo(str(problem), err=True)
-    noun = "problem" if len(exc.problems) == 1 else "problems"
-    click.echo(f"{len(exc.problems)} {noun} found; nothing was started.", err=True)
-    sys.exit(1)
-
-
 def _loaded(load: Callable[[str], T], config_path: str) -> T:
     """What `load` makes of the config file, or exit 1 with every problem as file:line:col."""
     try:
         return load(config_path)
     except ConfigError as exc:
-        _refuse(exc)
-        raise  # not reached: _refuse exits
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        noun = "problem" if len(exc.problems) == 1 else "problems"
+        click.echo(f"{len(exc.problems)} {noun} found; nothing was started.", err=True)
+        sys.exit(1)
 
 
 def _service(config_path: str) -> Service:
@@ -230,16 +224,32 @@ async def _opened(service: Service) -> AsyncIterator[Service]:
         await service.engine.store.close()
 
 
+def _complete(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end; a store that cannot be used exits 1 saying why."""
+    try:
+        return asyncio.run(work)
+    except (StoreError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
 def _run(config_path: str, work: Callable[[Service], Any]) -> Any:
     async def main() -> Any:
         async with _opened(_service(config_path)) as service:
             return await work(service)
 
+    return _complete(main())
+
+
+async def _on_store(
+    config: Config, work: Callable[[Store, Schema], Awaitable[T]], upgrade: bool = False
+) -> T:
+    """The config's store alone, without the service: for `hookwise db` commands."""
+    store = open_store(config.store_url)
     try:
-        return asyncio.run(main())
-    except (StoreError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        return await work(store, await store.open(upgrade=upgrade))
+    finally:
+        await store.close()
 
 
 @main.command()
@@ -386,18 +396,10 @@ def upgrade(config_path: str) -> None:
     """Apply the schema migrations this hookwise needs; back the database up first."""
     config = _loaded(load_config, config_path)
 
-    async def migrate() -> Schema:
-        store = open_store(config.store_url)
-        try:
-            return await store.open(upgrade=True)
-        finally:
-            await store.close()
+    async def found(store: Store, schema: Schema) -> Schema:
+        return schema
 
-    try:
-        schema = asyncio.run(migrate())
-    except (StoreError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    schema = _complete(_on_store(config, found, upgrade=True))
     where = display_url(config.store_url)
     if schema.found == schema.current:
         click.echo(f"{where}: schema version {schema.current}, up to date")
@@ -434,19 +436,10 @@ def prune(config_path: str, max_age: float | None) -> None:
         )
         sys.exit(1)
 
-    async def run() -> tuple[float, Pruned]:
-        store = open_store(config.store_url)
-        try:
-            await store.open()
-            return await retention.prune(store, keep_for)
-        finally:
-            await store.close()
+    async def pass_once(store: Store, schema: Schema) -> tuple[float, Pruned]:
+        return await retention.prune(store, keep_for)
 
-    try:
-        before, pruned = asyncio.run(run())
-    except (StoreError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    before, pruned = _complete(_on_store(config, pass_once))
     where, cutoff = display_url(config.store_url), iso_time(before)
     if pruned.events or pruned.runs or not pruned.busy:
         click.echo(f"{where}: pruned {retention.describe(pruned)} older than {cutoff}")

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import Hookwise, Reply, Sink, wait_until
-from tests.faults.conftest import events_by_status, http_post, promotion, rule, rules
+from tests.faults.conftest import events_by_status, http_post, metric, promotion, rule, rules
 from tests.postgres import PrivateServer
 
 BEFORE = 6
@@ -57,6 +57,9 @@ def test_deliveries_get_503_while_the_database_is_down_and_work_resumes_after(
             assert refused.json()["reason"] == "store_unavailable"
             assert time.monotonic() - started < 8, "a delivery must not wait long for a 503"
             assert server.get("/healthz").status_code == 200
+        # /metrics answers while the store is down, counting the refusals.
+        refused = metric(server, "hookwise_events_rejected_total", reason="store_unavailable")
+        assert refused == 3
 
         # The held actions end while the database is away, and it stays away for longer
         # than a store call waits for a connection (5 s) and than their lease (2 s).
