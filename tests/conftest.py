@@ -23,7 +23,9 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
 
+pytest_plugins = ["tests.asgi", "tests.inprocess"]
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "test-secret"
 
@@ -50,6 +52,7 @@ class Reply:
     body: Any = field(default_factory=lambda: {"ok": True})
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    echo: bool = False  # answer with the request itself, as some services' errors do
 
 
 @dataclass
@@ -88,7 +91,10 @@ class Sink:
                     reply = Reply()
                 if reply.delay:
                     sink.release.wait(reply.delay)
-                data = json.dumps(reply.body).encode()
+                answer = reply.body
+                if reply.echo:
+                    answer = {"path": self.path, "headers": received.headers, "body": raw.decode()}
+                data = json.dumps(answer).encode()
                 try:
                     self.send_response(reply.status)
                     self.send_header("content-type", "application/json")
@@ -321,3 +327,22 @@ def run_cli(
         text=True,
         timeout=60,
     )
+
+
+# Fuzzing (tests/test_fuzz.py): `ci` bounds the examples and fixes the seed, so CI is
+# repeatable; `deep` explores for longer (HYPOTHESIS_PROFILE=deep make test).
+settings.register_profile(
+    "ci",
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    database=None,
+)
+settings.register_profile(
+    "deep",
+    max_examples=3000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -1,17 +1,20 @@
-"""The SSRF guard: which addresses http.post may reach, checked where it connects."""
+"""The SSRF guard: which addresses hookwise may reach, checked where it connects."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import socket
 
 import httpx
 import pytest
+import requests
 
 from hookwise.actions import ActionContext
 from hookwise.builtin.http_post import HttpPostParams, http_post, retry_after
-from hookwise.config import Config
-from hookwise.egress import EgressPolicy, guarded_client
-from hookwise.errors import EgressDenied, PermanentFailure
+from hookwise.egress import EgressPolicy, RedirectRefused, guarded_client, guarded_sync_client
+from hookwise.egress_clients import guard_session
+from hookwise.errors import EgressDenied
 from hookwise.event import Event
 from tests.conftest import Reply, Sink
 
@@ -79,15 +82,14 @@ async def test_guarded_client_reaches_allowed_address(sink: Sink):
 
 def context(allow: list[str]) -> ActionContext:
     event = Event("E1", "artifactory", "artifactory", "docker", "promoted", None, 0.0, {}, {})
-    config = Config.model_validate({"egress": {"allow": allow}})
-    return ActionContext(event, "r", "notify", 1, "k" * 32, config)
+    return ActionContext(event, "r", "notify", 1, "k" * 32, EgressPolicy(allow))
 
 
 @pytest.mark.anyio
 async def test_redirects_are_not_followed(sink: Sink):
     sink.script(Reply(302, {}, {"Location": "http://169.254.169.254/latest/meta-data/"}))
     params = HttpPostParams.model_validate({"url": f"{sink.url}/hook", "json": {"x": 1}})
-    with pytest.raises(PermanentFailure, match="redirects are not followed"):
+    with pytest.raises(RedirectRefused, match=r"answered 302, a redirect to http://169\.254"):
         await http_post(params, context(["127.0.0.1"]))
     assert len(sink.received) == 1
 
@@ -95,7 +97,7 @@ async def test_redirects_are_not_followed(sink: Sink):
 @pytest.mark.anyio
 async def test_refusal_is_a_permanent_failure_naming_the_setting(sink: Sink):
     params = HttpPostParams.model_validate({"url": sink.url, "body": "x"})
-    with pytest.raises(PermanentFailure, match=r"egress to 127\.0\.0\.1 .* egress\.allow"):
+    with pytest.raises(EgressDenied, match=r"egress to 127\.0\.0\.1 .* egress\.allow"):
         await http_post(params, context([]))
 
 
@@ -113,3 +115,69 @@ def test_proxy_environment_is_ignored(monkeypatch: pytest.MonkeyPatch):
 )
 def test_retry_after_parsing(header, seconds):
     assert retry_after(header) == seconds
+
+
+def test_guarded_session_refuses_loopback_for_requests_clients(sink: Sink):
+    port = sink.url.rsplit(":", 1)[1]
+    session = guard_session(requests.Session(), EgressPolicy())
+    for url in (sink.url, f"http://localhost:{port}"):
+        with pytest.raises(EgressDenied, match=r"egress\.allow"):
+            session.get(url)
+    assert sink.received == []
+
+
+def test_a_session_bound_to_its_origin_sends_credentials_nowhere_else(sink: Sink):
+    port = sink.url.rsplit(":", 1)[1]
+    session = guard_session(requests.Session(), EgressPolicy(["127.0.0.0/8"]), origin=sink.url)
+    session.auth = ("bot", "the-password")
+    assert session.post(f"{sink.url}/ok", json={"a": 1}).json() == {"ok": True}
+    # Allowed by the policy, but not the configured host: a link in an answer, say.
+    for url in (f"http://localhost:{port}/x", f"http://127.0.0.2:{port}/x", "https://127.0.0.1/x"):
+        with pytest.raises(EgressDenied, match=r"only talks to http://127\.0\.0\.1"):
+            session.post(url, json={})
+    assert len(sink.received) == 1
+    assert sink.received[0].headers["authorization"].startswith("Basic ")
+
+
+def test_requests_errors_keep_their_types(sink: Sink):
+    session = guard_session(requests.Session(), EgressPolicy(["127.0.0.1"]))
+    port = sink.url.rsplit(":", 1)[1]
+    sink.close()
+    with pytest.raises(requests.ConnectionError):
+        session.get(f"http://127.0.0.1:{port}/gone")
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_the_address_checked_is_the_address_connected(
+    sink: Sink, monkeypatch: pytest.MonkeyPatch, kind: str
+):
+    """DNS answers an allowed address first and a forbidden one after: only one lookup."""
+    port = int(sink.url.rsplit(":", 1)[1])
+    answers = iter(["127.0.0.1", "10.0.0.1", "10.0.0.1"])
+    lookups: list[str] = []
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: str, *args: object, **kwargs: object) -> list[tuple]:
+        if host != "rebinding.test":
+            return real(host, *args, **kwargs)  # the connect step, on a checked address
+        address = next(answers)
+        lookups.append(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    url = f"http://rebinding.test:{port}/ok"
+    policy = EgressPolicy(["127.0.0.1"])
+    if kind == "sync":
+        with guarded_sync_client(policy, 5) as client:
+            response = client.post(url, json={})
+    else:
+
+        async def post() -> httpx.Response:
+            async with guarded_client(policy, 5) as client:
+                return await client.post(url, json={})
+
+        response = asyncio.run(post())
+    assert response.status_code == 200
+    assert lookups == ["127.0.0.1"]
+    assert len(sink.received) == 1

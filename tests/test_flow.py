@@ -13,69 +13,15 @@ from typing import Any
 import pytest
 
 from hookwise import clock
-from hookwise.event import Event, new_id
-from hookwise.metrics import Metrics
-from hookwise.runner import Runner
-from hookwise.service import build_service
-from hookwise.store import open_store
 from tests.conftest import SECRET, project, run_cli
+from tests.inprocess import Harness
 
-START = 1_800_000_000.0
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Harness:
-    """hookwise without HTTP: emit events, move the clock, let the worker catch up."""
-
-    def __init__(self, root: Path, rules: str, extra: str = "") -> None:
-        self.now = START
-        project(root, rules, extra=extra)
-        self.service = build_service(root / "hookwise.yaml")
-        self.engine = self.service.engine
-
-    async def open(self) -> None:
-        store = open_store(self.service.config.store_url)
-        await store.open()
-        self.store = self.engine.store = store
-        registry, config = self.service.registry, self.service.config
-        self.runner = Runner(store, registry, self.engine.templates, config, Metrics())
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    async def emit(
-        self,
-        domain: str,
-        event_type: str,
-        data: dict[str, Any],
-        artifact: dict[str, Any] | None = None,
-        source: str = "artifactory",
-    ) -> str:
-        artifacts = [artifact] if artifact else []
-        event = Event(
-            new_id(), source, source, domain, event_type, None, self.now, data, {}, artifacts
-        )
-        result = await self.store.accept(
-            event, f"test:{event.id}", 0, self.engine.plan(event), self.engine.awaited(event)
-        )
-        return result.event_id
-
-    async def drain(self) -> list[str]:
-        """Execute everything due now, as a worker would; the ids of the runs executed."""
-        executed = []
-        while claimed := await self.store.claim("test", 50, 60):
-            for run in claimed:
-                executed.append(run.id)
-                await self.runner.execute(run)
-        return executed
-
-    async def runs(self, event_id: str) -> list[dict[str, Any]]:
-        return await self.store.runs_of(event_id)
 
 
 @pytest.fixture

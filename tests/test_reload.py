@@ -64,3 +64,31 @@ def test_watcher_survives_a_file_it_cannot_read(hookwise_factory):
     server.write_rules(GOOD.replace("v1", "v4"))
     wait_until(lambda: any("rules reloaded" in line for line in server.log), timeout=15)
     assert send(server, "e")[0]["log"][0]["message"] == "v4 e"
+
+
+# Nine levels of nine aliases: 600 bytes that name 9^9 values.
+LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{b}: &{b} [" + ", ".join([f"*{a}"] * 9) + "]\n"
+    for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_hostile_rule_file_is_refused_while_the_service_runs_on(hookwise_factory):
+    server = hookwise_factory(GOOD).start()
+    assert send(server, "a")[0]["log"][0]["message"] == "v1 a"
+    assert server.process is not None
+    before = rss_kib(server.process.pid)
+    server.write_rules(LAUGHS, name="laughs.yaml")
+    wait_until(lambda: any("YAML too large" in line for line in server.log), timeout=15)
+    assert "laughs.yaml:" in "\n".join(server.log)
+    assert send(server, "b")[0]["log"][0]["message"] == "v1 b"  # the old rules still run
+    assert server.get("/healthz").json()["rules"] == 1
+    assert rss_kib(server.process.pid) - before < 50 * 1024  # far from a billion values

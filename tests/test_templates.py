@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import jinja2
@@ -380,6 +381,111 @@ def test_prepare_hook_can_add_filters():
 )
 def test_sandbox_refuses_runaway_or_mutating_expressions(templates, expression):
     context = make_context()
-    with pytest.raises(RenderError, match="blocked by the sandbox"):
+    with pytest.raises(RenderError, match=r"blocked by the sandbox|refused: .* would"):
         templates.evaluate(expression, context)
     assert context["data"]["size"] == 250
+
+
+AMPLIFIERS = [
+    '"x"|center(200000000)',
+    '"x\\nx"|indent(200000000, true)',
+    '("x\\n" * 100)|indent("y" * 100000)',
+    '("ab " * 10000)|wordwrap(1, wrapstring="z" * 100)',
+    '"%0200000000d"|format(1)',
+    '"%0200000000d" % 1',
+    '"{:>200000000}".format(1)',
+    '"{x:>200000000}".format_map({"x": 1})',
+    'range(100000)|join("x" * 100)',
+    '("a" * 1000)|replace("a", "b" * 10000)',
+    '"x".ljust(200000000)',
+    '"x".rjust(200000000)',
+    '"x".zfill(200000000)',
+    '("x"|safe).center(200000000)',
+    '("\\t" * 5000).expandtabs(100000)',
+    '"aaaa".replace("a", "x" * 1000000)',
+    "((10**1000)**1000)**5",
+    "(10**5000) * (10**5000)",
+    '["x" * 100000] * 100',
+    '[1]|batch(100000000, "x")|list',
+    "[1]|slice(100000000)|list",
+    "([[1] * 100000] * 10)|sum(start=[])",
+    '(1).to_bytes(1000000000, "big")',
+]
+
+
+@pytest.mark.parametrize("expression", AMPLIFIERS)
+def test_what_a_template_can_amplify_is_refused_before_it_allocates(expression: str):
+    templates = make_environment(timeout=5)
+    started = time.monotonic()
+    with pytest.raises(RenderError, match=r"refused: .* would|blocked by the sandbox"):
+        templates.evaluate(expression, make_context())
+    assert time.monotonic() - started < 1.0
+
+
+def test_doubling_in_a_loop_stops_at_the_output_limit():
+    template = (
+        '{% set ns = namespace(s="x") %}{% for i in range(40) %}'
+        "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}"
+    )
+    with pytest.raises(RenderError, match=r"refused: a `~` concatenation would be longer"):
+        make_environment(max_output=4096).render(template, {}, "with.v")
+
+
+def test_shared_references_count_as_printed():
+    # 100 references to the same 100 kB string are 10 MB once printed or sent as JSON.
+    templates = make_environment()
+    with pytest.raises(RenderError, match="refused"):
+        templates.render(
+            "{% set s = 'x' * 100000 %}{{ [s, s, s, s, s, s, s, s, s, s, s] }}", {}, "w"
+        )
+    with pytest.raises(RenderError, match=r"refused: .*\|tojson"):
+        templates.render(
+            "{% set s = 'x' * 100000 %}{% set l = [s, s, s, s, s] %}{{ [l, l, l]|tojson }}", {}, "w"
+        )
+
+
+def test_ordinary_templates_are_untouched_by_the_limits():
+    templates = make_environment(max_output=4096)
+    context = make_context()
+    text = (
+        "{{ data.repo|upper }} {{ 'a-b'.split('-')|join(',') }} {{ '%s=%d'|format('n', 3) }} "
+        "{{ '{}!'.format(data.size) }} {{ 'x'|center(7) }}|{{ data.tags|tojson }}"
+    )
+    assert templates.render(text, context, "w") == ('DOCKER-LOCAL a,b n=3 250!    x   |["a", "b"]')
+
+
+def test_the_whole_output_is_bounded():
+    with pytest.raises(RenderError, match="refused: the rendered text would be longer than 4096"):
+        make_environment(max_output=4096).render(
+            "{% for i in range(1000) %}{{ 'x' * 100 }}{% endfor %}", {}, "with.body"
+        )
+
+
+def test_a_template_that_loops_too_long_is_stopped_at_its_deadline():
+    templates = make_environment(timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(RenderError, match=r"took longer than 0\.5s") as info:
+        templates.render(
+            {
+                "a": "fine",
+                "b": "{% for i in range(100000) %}{% for j in range(100000) %}"
+                "{% endfor %}{% endfor %}",
+            },
+            {},
+            "rule r, deploy",
+        )
+    assert 0.5 <= time.monotonic() - started < 1.5
+    assert info.value.where == "rule r, deploy.b"
+
+
+def test_a_caller_with_less_time_shortens_the_deadline():
+    templates = make_environment(timeout=30)
+    started = time.monotonic()
+    with pytest.raises(RenderError, match=r"took longer than 0\.3s"):
+        templates.render(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            {},
+            "w",
+            timeout=0.3,
+        )
+    assert time.monotonic() - started < 1.0

@@ -33,12 +33,15 @@ import jenkins
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
-from hookwise.actions import ActionContext, ActionSpec, IntegrationSpec, mask
+from hookwise import secrets
+from hookwise.actions import ActionContext, ActionSpec, IntegrationSpec
 from hookwise.builtin.http_post import retry_after
 from hookwise.durations import Duration
-from hookwise.egress import check_url
+from hookwise.egress import EgressPolicy
+from hookwise.egress_clients import guard_session
 from hookwise.errors import ActionError, PermanentFailure, RetryLater
 from hookwise.hookspecs import hookimpl
+from hookwise.secrets import excerpt
 from hookwise.validation import http_url
 
 T = TypeVar("T")
@@ -176,11 +179,13 @@ _stopping = threading.Event()
 class _Jenkins:
     """One action attempt's view of Jenkins: the client, and errors turned into outcomes."""
 
-    def __init__(self, settings: JenkinsSettings, params: BuildParams) -> None:
+    def __init__(
+        self, settings: JenkinsSettings, params: BuildParams, policy: EgressPolicy
+    ) -> None:
         token = params.token or settings.token
         self.settings = settings
         self.token = token.get_secret_value() if token else None
-        self.secrets = [s for s in (settings.api_token.get_secret_value(), self.token) if s]
+        secrets.known.add([t for t in (settings.api_token.get_secret_value(), self.token) if t])
         # A fresh client per attempt: Jenkins binds crumbs to the web session, so a cached
         # client would keep sending a crumb whose session expired; one crumb GET is cheap.
         self.server = jenkins.Jenkins(
@@ -189,6 +194,8 @@ class _Jenkins:
             password=settings.api_token.get_secret_value(),
             timeout=settings.timeout,
         )
+        # python-jenkins takes no session argument: guard the one it made.
+        guard_session(self.server._session, policy, origin=settings.url)
         self.job = params.job
         self.job_path = "".join(f"job/{quote(part, safe='')}/" for part in params.job.split("/"))
         self.job_url = settings.url + self.job_path
@@ -261,13 +268,12 @@ class _Jenkins:
         return PermanentFailure(self.mask(f"{what}: Jenkins answered {status}{detail}"))
 
     def mask(self, text: str) -> str:
-        return mask(text, self.secrets)
+        return secrets.mask(text)
 
 
 def build(params: BuildParams, context: ActionContext) -> dict[str, Any]:
     """`jenkins.build`: trigger (or find the earlier trigger), then optionally follow it."""
-    check_url(context.settings.url, context.config.egress.allow, "Jenkins")
-    client = _Jenkins(context.settings, params)
+    client = _Jenkins(context.settings, params, context.egress)
     key = context.idempotency_key
     started = _remembered.get(key)
     if started is not None:
@@ -487,20 +493,20 @@ def _server_text(response: requests.Response) -> str:
     text = response.text or ""
     if "json" in response.headers.get("content-type", ""):
         try:
-            return json.dumps(json.loads(text))[:300]
+            return excerpt(json.dumps(json.loads(text)), 300)
         except ValueError:
             pass
     text = re.sub(r"(?is)<(script|style|head)\b.*?</\1>", " ", text)
     text = html.unescape(re.sub(r"<[^>]+>", "\n", text))
     lines = [" ".join(line.split()) for line in text.splitlines()]
     kept = [line for line in lines if line and not line.startswith(("at ", "..."))]
-    return " / ".join(kept[:4])[:300]
+    return excerpt(" / ".join(kept[:4]), 300)
 
 
 def _reason(exc: requests.ConnectionError) -> str:
     reason = getattr(exc.args[0], "reason", exc) if exc.args else exc
     text = str(reason)
-    return text.split("Failed to establish a new connection: ", 1)[-1][:200]
+    return excerpt(text.split("Failed to establish a new connection: ", 1)[-1], 200)
 
 
 @hookimpl

@@ -47,9 +47,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from hookwise.actions import ActionContext, ActionSpec, IntegrationSpec
 from hookwise.builtin.http_post import retry_after
 from hookwise.durations import Duration
-from hookwise.egress import check_url
+from hookwise.egress import EgressPolicy
+from hookwise.egress_clients import guard_session
 from hookwise.errors import ActionError, PermanentFailure, RetryLater
 from hookwise.hookspecs import hookimpl
+from hookwise.secrets import excerpt
 from hookwise.validation import http_url
 
 MAX_LABEL = 100
@@ -222,8 +224,11 @@ _clients_lock = threading.Lock()
 MAX_CLIENTS = 16
 
 
-def client_for(settings: JiraSettings) -> JIRA:
+def client_for(settings: JiraSettings, policy: EgressPolicy) -> JIRA:
     """One client per distinct settings, kept (LRU) so connections are reused.
+
+    Its requests session is guarded: every connection passes the egress policy,
+    redirects are refused, and nothing is sent to a host other than `settings.url`.
 
     No request is made here: `get_server_info=False`, since Cloud is known from the
     credentials (email + api_token) and that is all the library would learn from it.
@@ -241,6 +246,7 @@ def client_for(settings: JiraSettings) -> JIRA:
         settings.email,
         secret(settings.api_token),
         settings.timeout,
+        policy,
     )
     with _clients_lock:
         client = _clients.get(key)
@@ -266,6 +272,8 @@ def client_for(settings: JiraSettings) -> JIRA:
         if settings.cloud:
             # Makes search use Cloud's /search/jql; the old /search is gone there.
             client.deploymentType = "Cloud"
+        # jira takes no session argument: guard the one it made (JIRA._session).
+        guard_session(client._session, policy, origin=settings.url)
         _clients[key] = client
         while len(_clients) > MAX_CLIENTS:
             _clients.popitem(last=False)
@@ -274,8 +282,7 @@ def client_for(settings: JiraSettings) -> JIRA:
 
 def connect(context: ActionContext) -> tuple[JiraSettings, JIRA]:
     settings: JiraSettings = context.settings
-    check_url(settings.url, context.config.egress.allow, "Jira")
-    return settings, client_for(settings)
+    return settings, client_for(settings, context.egress)
 
 
 def failure(exc: Exception, what: str, settings: JiraSettings) -> ActionError:
@@ -332,9 +339,9 @@ def jira_text(exc: JIRAError) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:300] or response.reason or "empty answer"
+        return excerpt(response.text, 300) or response.reason or "empty answer"
     if not isinstance(body, dict):
-        return str(body)[:300]
+        return excerpt(str(body), 300)
     parts = [str(m) for m in body.get("errorMessages") or []]
     errors = body.get("errors")
     if isinstance(errors, dict):
@@ -342,14 +349,14 @@ def jira_text(exc: JIRAError) -> str:
     for key in ("message", "errorMessage"):
         if isinstance(body.get(key), str):
             parts.append(body[key])
-    return "; ".join(parts)[:1000] or response.text[:300] or "no details"
+    return excerpt("; ".join(parts), 1000) or excerpt(response.text, 300) or "no details"
 
 
 def reason(exc: Exception) -> str:
     """The innermost cause of a requests error, short: e.g. 'Connection refused'."""
     text = str(exc)
     match = re.search(r"\] ([^')\]]+)", text)
-    return (match.group(1) if match else text)[:300]
+    return excerpt(match.group(1) if match else text, 300)
 
 
 def call(what: str, settings: JiraSettings, function: Any, *args: Any, **kwargs: Any) -> Any:

@@ -34,15 +34,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.webhook import WebhookClient, WebhookResponse
+from slack_sdk.webhook import WebhookResponse
 
 from hookwise import slack
-from hookwise.actions import ActionContext, ActionSpec, mask
+from hookwise.actions import ActionContext, ActionSpec
 from hookwise.builtin.http_post import retry_after
-from hookwise.egress import check_url
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.event import Event
 from hookwise.hookspecs import hookimpl
+from hookwise.secrets import excerpt
 from hookwise.slack import CHANNEL_ID, TS, SlackSettings, artifact_label, short_digest, summary
 
 METADATA_TYPE = "hookwise_action"
@@ -205,12 +205,6 @@ def _content(
 # Talking to Slack
 
 
-def _check_egress(settings: SlackSettings, context: ActionContext) -> None:
-    """The same egress policy as http.post: a local Slack stand-in must be allowed."""
-    url = settings.base_url if settings.token else settings.webhook_url.get_secret_value()  # type: ignore[union-attr]
-    check_url(url, context.config.egress.allow, "Slack")
-
-
 def _earlier_post(
     client: WebClient,
     settings: SlackSettings,
@@ -239,7 +233,7 @@ def _earlier_post(
     except (SlackApiError, SlackClientError, OSError, http.client.HTTPException) as exc:
         reason = exc.response.get("error") if isinstance(exc, SlackApiError) else exc
         message = f"retry: could not look for an earlier post ({reason}); posting again"
-        context.log.warning(mask(message, settings.secrets()))
+        context.log.warning(message)
         return None
     for message in answer.get("messages") or []:
         metadata = message.get("metadata") or {}
@@ -257,7 +251,6 @@ def _earlier_post(
 def post_message(params: MessageParams, context: ActionContext) -> dict[str, Any]:
     settings: SlackSettings = context.settings
     text, blocks = _content(params.text, params.blocks, context)
-    _check_egress(settings, context)
     if settings.token is None:
         return _post_webhook(params, settings, text, blocks, context)
     channel = params.channel or settings.default_channel
@@ -266,7 +259,7 @@ def post_message(params: MessageParams, context: ActionContext) -> dict[str, Any
             "slack.message needs a channel: give `channel`, or set "
             "integrations.slack.default_channel"
         )
-    client = slack.web_client(settings)
+    client = slack.web_client(settings, context.egress)
     if context.resumed:
         earlier = _earlier_post(client, settings, channel, params.thread_ts, context)
         if earlier is not None:
@@ -332,13 +325,7 @@ def _post_webhook(
             f"channel {params.channel} ignored: an incoming webhook posts to the channel "
             f"chosen when it was created"
         )
-    assert settings.webhook_url is not None
-    client = WebhookClient(
-        settings.webhook_url.get_secret_value(),
-        timeout=settings.timeout,  # type: ignore[arg-type]
-        logger=slack.SDK_LOG,
-        retry_handlers=[],
-    )
+    client = slack.webhook_client(settings, context.egress)
     response = slack.call(
         "incoming webhook", settings, lambda: client.send(text=text, blocks=blocks or None)
     )
@@ -352,7 +339,7 @@ def _check_webhook(response: WebhookResponse, settings: SlackSettings) -> None:
     status, body = response.status_code, (response.body or "").strip()
     if status == 200 and body == "ok":
         return
-    said = slack.cut(mask(body, settings.secrets()), 200) or "no reason given"
+    said = excerpt(body, 200) or "no reason given"
     where = "Slack incoming webhook"
     if status == 429:
         delay = retry_after(slack.header(response.headers, "retry-after"))
@@ -370,9 +357,8 @@ def update_message(params: UpdateParams, context: ActionContext) -> dict[str, An
         raise PermanentFailure(
             "slack.update needs integrations.slack.token: incoming webhooks cannot edit messages"
         )
-    _check_egress(settings, context)
     text, blocks = _content(params.text, params.blocks, context)
-    client = slack.web_client(settings)
+    client = slack.web_client(settings, context.egress)
     answer = slack.call(
         "chat.update",
         settings,

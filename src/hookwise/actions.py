@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from hookwise import secrets
+from hookwise.egress import EgressPolicy
+
 if TYPE_CHECKING:
-    from hookwise.config import Config
     from hookwise.event import Event
 
 _logger = logging.getLogger("hookwise.action")
@@ -45,26 +47,6 @@ class IntegrationSpec:
     description: str = ""
 
 
-def mask(text: str, secrets: Sequence[str]) -> str:
-    """Replace each secret by `***`, longest first so no part of a longer one survives."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def redact(value: Any, secrets: Sequence[str]) -> Any:
-    """Mask secrets inside every string of a JSON-able value; numbers and keys stay intact."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        return mask(value, secrets)
-    if isinstance(value, dict):
-        return {key: redact(item, secrets) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(item, secrets) for item in value]
-    return value
-
-
 def action_label(action_id: str | None, uses: str, step: int) -> str:
     """How history and `steps` name an action: its `id`, else `uses#position` (from 1)."""
     return action_id or f"{uses}#{step + 1}"
@@ -73,16 +55,17 @@ def action_label(action_id: str | None, uses: str, step: int) -> str:
 class RunLog:
     """Log lines that land in the run's history, and in the process log too.
 
-    Values of the rule's `${VAR}` secrets are masked before either sees them.
+    Every secret hookwise knows, and the run's own `${VAR}` values, are masked before
+    either sees them.
     """
 
-    def __init__(self, prefix: str, secrets: Sequence[str] = ()) -> None:
+    def __init__(self, prefix: str, also: Sequence[str] = ()) -> None:
         self.prefix = prefix
-        self.secrets = secrets
+        self.also = also
         self.lines: list[dict[str, Any]] = []
 
     def _write(self, level: int, message: str) -> None:
-        message = mask(message, self.secrets)
+        message = secrets.known.mask(message, self.also)
         self.lines.append(
             {"at": time.time(), "level": logging.getLevelName(level).lower(), "message": message}
         )
@@ -111,7 +94,9 @@ class ActionContext:
     action_id: str
     attempt: int
     idempotency_key: str
-    config: Config
+    # Where the action may connect: hand it to egress.guarded_client or
+    # egress_clients.guard_session, which enforce it at connect time.
+    egress: EgressPolicy
     log: RunLog = field(default_factory=lambda: RunLog("action"))
     settings: Any = None
     # Seconds this attempt may take before hookwise stops waiting for it: an action that

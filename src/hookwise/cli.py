@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import ipaddress
 import json
 import logging
 import signal
@@ -17,8 +18,9 @@ from typing import Any, TypeVar
 import click
 import uvicorn
 
-from hookwise import operations, retention
+from hookwise import logs, operations, retention
 from hookwise.config import DEFAULT_PATH, Config, load_config
+from hookwise.connections import protocol_for
 from hookwise.durations import parse_duration
 from hookwise.errors import ConfigError, HookwiseError, RequestError, StoreError
 from hookwise.event import iso_time
@@ -61,9 +63,7 @@ def _service(config_path: str) -> Service:
 
 
 def _log_to_stderr() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(logging.INFO)
 
 
 def _registry(config_path: str) -> Registry:
@@ -98,6 +98,16 @@ def serve(config_path: str, listen: str | None) -> None:
     host = host.strip("[]")
     if not port.isdigit() or int(port) > 65535:
         raise click.BadParameter(f"expected host:port, got {listen!r}", param_hint="--listen")
+    config = service.config
+    if config.api_token is None and not config.allow_unauthenticated_api and not _loopback(host):
+        click.echo(
+            f"error: refusing to listen on {host}:{port} without api_token: anyone who can reach "
+            "it could read the event history and replay events. Set api_token (e.g. "
+            "`api_token: ${HOOKWISE_API_TOKEN}`), listen on 127.0.0.1, or set "
+            "allow_unauthenticated_api: true to serve the API open on purpose.",
+            err=True,
+        )
+        sys.exit(1)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that name it, and
     # without it every answer on a kept-alive connection waits ~40 ms for a delayed ACK.
@@ -120,9 +130,26 @@ def serve(config_path: str, listen: str | None) -> None:
 
     app = create_app(service, on_ready=ready)
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        uvicorn.Config(
+            app,
+            http=protocol_for(service.config.server),
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            log_config=None,  # uvicorn's lines go through hookwise's masked handler too
+        )
     )
     server.run(sockets=[sock])
+
+
+def _loopback(host: str) -> bool:
+    """Only this machine can connect: 127.0.0.0/8, ::1, or localhost."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @main.command()

@@ -20,6 +20,7 @@ from pydantic import (
 from hookwise.actions import IntegrationSpec
 from hookwise.durations import Duration
 from hookwise.errors import ConfigError, Problem
+from hookwise.sandbox import DEFAULT_MAX_OUTPUT
 from hookwise.sources import SourceKind
 from hookwise.store import check_url
 from hookwise.validation import did_you_mean, problems_from
@@ -58,6 +59,47 @@ class WorkerConfig(BaseModel):
     )
 
 
+class TemplatesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timeout: Duration = Field(
+        default=2.0,
+        gt=0,
+        description="Longest one template or condition may take to render; an action's own "
+        "timeout, when shorter, bounds its rendering too.",
+    )
+    max_output: int = Field(
+        default=DEFAULT_MAX_OUTPUT,
+        ge=1024,
+        description="Most characters (or list items) a template may produce, in total and "
+        "in any one step (padding, repetition, joining, formatting).",
+    )
+
+
+class ServerConfig(BaseModel):
+    """How `serve` treats connections: slow or numerous senders cannot hold it hostage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    header_timeout: Duration = Field(
+        default=10.0,
+        gt=0,
+        description="A request's headers must arrive within this long of its first byte (or of "
+        "the connection opening); otherwise 408 and the connection is closed.",
+    )
+    body_timeout: Duration = Field(
+        default=30.0,
+        gt=0,
+        description="A request's body must arrive within this long of its headers; otherwise "
+        "408 and the connection is closed.",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Open connections at most; more are closed as soon as they are accepted.",
+    )
+
+
 class RetentionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -78,11 +120,18 @@ class Config(BaseModel):
     rules: Path = Path("rules")
     plugins_dir: Path | None = None
     api_token: SecretStr | None = None
+    allow_unauthenticated_api: bool = Field(
+        default=False,
+        description="Serve /api/* without api_token although `listen` is not a loopback "
+        "address. Anyone who can reach the port can then read the history and replay events.",
+    )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     dedupe_window: Duration = 72 * 3600.0
     egress: EgressConfig = Field(default_factory=EgressConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     integrations: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -164,6 +213,11 @@ class BoundSource:
     name: str
     kind: SourceKind
     options: BaseModel
+
+    @property
+    def credential_headers(self) -> frozenset[str]:
+        """Lower-cased: never stored, never shown to templates, refused when repeated."""
+        return frozenset(h.lower() for h in self.kind.credential_headers(self.options))
 
 
 def bind_sources(config: Config, kinds: dict[str, SourceKind]) -> dict[str, BoundSource]:

@@ -18,7 +18,7 @@ from hookwise import clock
 from hookwise.actions import ActionSpec, action_label
 from hookwise.conditions import as_text
 from hookwise.config import BoundSource, Config
-from hookwise.errors import UnknownSource
+from hookwise.errors import PayloadError, UnknownSource
 from hookwise.event import Event, Incoming, new_id, safe_headers
 from hookwise.filter import check_when, with_rule
 from hookwise.matcher import RuleIndex, verdicts
@@ -90,7 +90,7 @@ class Engine:
         bound = self.source(name)
         bound.kind.verify(delivery, bound.options)
         now = clock.now()
-        headers = safe_headers(delivery.headers)
+        headers = safe_headers(delivery.headers, bound.credential_headers)
         return [
             (
                 item,
@@ -107,7 +107,7 @@ class Engine:
                     artifacts=item.artifacts,
                 ),
             )
-            for item in bound.kind.normalize(delivery, bound.options)
+            for item in map(_checked, bound.kind.normalize(delivery, bound.options))
         ]
 
     def plan(self, event: Event) -> list[NewRun]:
@@ -155,12 +155,17 @@ class Engine:
 
     async def receive(self, name: str, delivery: Delivery) -> list[AcceptResult]:
         assert self.store is not None
+        normalized = self.normalize(name, delivery)
+        # Matching evaluates `if:` and renders flow keys: template work, off the event loop.
+        plans = await self.templates.off_loop(
+            lambda: [(self.plan(event), self.awaited(event)) for _, event in normalized]
+        )
         results = []
-        for position, (item, event) in enumerate(self.normalize(name, delivery)):
+        for position, ((item, event), (runs, awaited)) in enumerate(
+            zip(normalized, plans, strict=True)
+        ):
             key = dedupe_key(name, item, delivery.body, position)
-            result = await self.store.accept(
-                event, key, self.config.dedupe_window, self.plan(event), self.awaited(event)
-            )
+            result = await self.store.accept(event, key, self.config.dedupe_window, runs, awaited)
             results.append(result)
         self.on_new_runs()
         return results
@@ -171,7 +176,7 @@ class Engine:
         event = await self.store.get_event(event_id)
         if event is None:
             return None
-        runs = self.plan(event)
+        runs = await self.templates.off_loop(self.plan, event)
         await self.store.add_runs(event.id, runs)
         self.on_new_runs()
         return [run.id for run in runs]
@@ -225,6 +230,16 @@ class Engine:
                 error = f"parameters invalid after rendering: {summarize(narrowed)}"
                 return {"params": rendered, "error": error}
         return {"params": rendered}
+
+
+def _checked(item: Incoming) -> Incoming:
+    """What identifies an event is plain text: a NUL cannot be stored as text (PostgreSQL
+    refuses it), so a sender's NUL is its mistake (400), not the store's (503)."""
+    for name in ("domain", "event_type", "delivery_id", "dedupe_key"):
+        value = getattr(item, name)
+        if isinstance(value, str) and "\x00" in value:
+            raise PayloadError(f"the event's {name} contains a NUL character")
+    return item
 
 
 class _Pending:

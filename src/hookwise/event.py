@@ -28,10 +28,13 @@ def new_id() -> str:
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
-def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Headers worth keeping for rules and history, minus anything that could be a credential."""
+def safe_headers(headers: Mapping[str, str], credentials: frozenset[str]) -> dict[str, str]:
+    """Headers worth keeping for rules and history: not the source's credential headers,
+    whatever their names, nor anything whose name looks like one."""
     return {
-        name.lower(): value for name, value in headers.items() if not _SENSITIVE_HEADER.search(name)
+        name.lower(): value
+        for name, value in headers.items()
+        if name.lower() not in credentials and not _SENSITIVE_HEADER.search(name)
     }
 
 

@@ -89,8 +89,8 @@ class Gates:
         condition = settings.get("if")
         if condition is not None:
             try:
-                holds = self.templates.evaluate(
-                    condition, {**context, "awaited": awaited.as_dict()}
+                holds = await self.templates.off_loop(
+                    self.templates.evaluate, condition, {**context, "awaited": awaited.as_dict()}
                 )
             except RenderError as exc:
                 holds, why = False, f"could not be evaluated: {exc}"
@@ -197,6 +197,22 @@ class Gates:
         assert self.chat is not None, "approval rules are checked to have Slack configured"
         events = events or await self.store.events_of_run(run.id)
         settings = run.spec["approval"]
+        message, preview = await self.templates.off_loop(self._request_content, run, context)
+        text, blocks = approval_request(run, events, message, preview, decisions, outcome)
+        if not state.get("ts"):
+            return await self.chat.post(settings["channel"], text, blocks)
+        posted = Posted(state["channel"], state["ts"])
+        try:
+            await self.chat.update(posted, text, blocks)
+        except (RetryLater, PermanentFailure) as exc:
+            log.warning("run %s: could not update the approval message: %s", run.id, exc)
+        return posted
+
+    def _request_content(
+        self, run: RunRecord, context: dict[str, Any]
+    ) -> tuple[str, list[tuple[str, Any]]]:
+        """The approval message and what each action will be given, rendered for people."""
+        settings = run.spec["approval"]
         try:
             message = self.templates.render(
                 settings.get("message", ""), context, f"rule {run.rule}, approval.message"
@@ -210,15 +226,7 @@ class Gates:
             )
             for step, action in enumerate(run.spec["actions"])
         ]
-        text, blocks = approval_request(run, events, str(message), preview, decisions, outcome)
-        if not state.get("ts"):
-            return await self.chat.post(settings["channel"], text, blocks)
-        posted = Posted(state["channel"], state["ts"])
-        try:
-            await self.chat.update(posted, text, blocks)
-        except (RetryLater, PermanentFailure) as exc:
-            log.warning("run %s: could not update the approval message: %s", run.id, exc)
-        return posted
+        return str(message), preview
 
     def _rendered(self, run: RunRecord, action: dict[str, Any], context: dict[str, Any]) -> Any:
         """What the action will be given; `${VAR}` stays unexpanded (the context hides it)."""

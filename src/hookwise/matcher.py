@@ -13,6 +13,7 @@ only the rules whose value it could match, whatever their number. A rule whose
 from __future__ import annotations
 
 import bisect
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,6 +27,8 @@ from hookwise.rules import Rule
 from hookwise.templates import Templates
 
 LEVELS = ("source", "domain", "event_type")
+
+log = logging.getLogger("hookwise.matcher")
 
 
 @dataclass
@@ -139,12 +142,21 @@ class RuleIndex:
     def match(
         self, event: dict[str, Any], templates: Templates, context: dict[str, Any]
     ) -> list[Rule]:
-        """Rules whose whole `when` holds for the event, in file order."""
-        return [
-            rule
-            for rule in self.candidates(event)
-            if first_miss(rule.when, event, templates, partial(with_rule, rule, context)) is None
-        ]
+        """Rules whose whole `when` holds for the event, in file order.
+
+        An `if` that fails to evaluate (an error, or too slow) is a miss; it is logged,
+        since nobody asked why this rule did not fire.
+        """
+        matched = []
+        for rule in self.candidates(event):
+            miss = first_miss(rule.when, event, templates, partial(with_rule, rule, context))
+            if miss is None:
+                matched.append(rule)
+            elif miss.check == "if_error":
+                log.warning(
+                    "rule %s did not match event %s: %s", rule.name, event["id"], miss.reason
+                )
+        return matched
 
 
 def verdicts(

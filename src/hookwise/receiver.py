@@ -47,9 +47,9 @@ class Receiver:
     async def handle(self, request: Request) -> JSONResponse:
         name = request.path_params["source"]
         try:
-            self.engine.source(name)
+            bound = self.engine.source(name)
             body = await read_body(request, self.max_body_bytes)
-            delivery = Delivery({k.lower(): v for k, v in request.headers.items()}, body)
+            delivery = Delivery.from_raw(request.headers.raw, body, bound.credential_headers)
             results = await self.engine.receive(name, delivery)
         except BodyTooLarge:
             return self._reject(name, 413, "too_large", f"body exceeds {self.max_body_bytes} bytes")

@@ -27,6 +27,8 @@ class Reloader:
         self.engine = engine
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._reloading = asyncio.Lock()
+        self._pending: set[asyncio.Task[bool]] = set()
         self._loaded = self._fingerprint()
 
     def _fingerprint(self) -> list[tuple[str, int, int]]:
@@ -37,36 +39,52 @@ class Reloader:
                 found.append((str(file), stat.st_mtime_ns, stat.st_size))
         return found
 
-    def reload(self) -> bool:
-        """Swap in the new rules only when every file validates."""
+    async def reload(self) -> bool:
+        """Swap in the new rules only when every file validates.
+
+        Reading and checking the files runs in a thread: a big rule set, or a hostile
+        file the YAML limits refuse, must not hold up deliveries meanwhile. One reload
+        at a time: a burst of edits queues behind the one under way.
+        """
+        async with self._reloading:
+            index = await asyncio.to_thread(self._load)
+        if index is None:
+            return False
+        self.engine.rules = index
+        log.info("rules reloaded: %d rules from %s", len(index.rules), self.path)
+        return True
+
+    def _load(self) -> RuleIndex | None:
+        """The new rule index, or None (logged) when any file has a problem."""
         try:
             self._loaded = self._fingerprint()
-            rules = self.loader.load(self.path)
+            return RuleIndex(self.loader.load(self.path))
         except ConfigError as exc:
             log.error(
                 "rules not reloaded, keeping the %d rules in use:\n%s",
                 len(self.engine.rules.rules),
                 exc,
             )
-            return False
         except Exception:  # a bug must not end reloading for good
             log.exception(
                 "rules not reloaded, keeping the %d rules in use", len(self.engine.rules.rules)
             )
-            return False
-        self.engine.rules = RuleIndex(rules)
-        log.info("rules reloaded: %d rules from %s", len(rules), self.path)
-        return True
+        return None
 
     async def start(self) -> None:
         """Returns once the file watcher is armed, so no edit after startup goes unseen."""
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, self.reload)
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         armed = asyncio.Event()
         self._task = asyncio.create_task(self._watch(armed), name="hookwise-rules-watch")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(armed.wait(), ARM_TIMEOUT)
+
+    def _on_sighup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload(), name="hookwise-reload")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -88,9 +106,9 @@ class Reloader:
             if not armed.is_set():
                 armed.set()  # the first yield comes once the watcher exists
             if changes and any(self._relevant(Path(changed)) for _, changed in changes):
-                self.reload()
+                await self.reload()
             elif not changes and self._fingerprint() != self._loaded:
-                self.reload()  # edited between the initial load and the watcher arming
+                await self.reload()  # edited between the initial load and the watcher arming
 
     def _relevant(self, changed: Path) -> bool:
         if self.path.is_dir():

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from hookwise import secrets
 from hookwise.actions import ActionSpec, IntegrationSpec
 from hookwise.conditions import When
 from hookwise.durations import Duration
@@ -162,6 +163,9 @@ class RuleLoader:
                 rules.append(rule)
         if problems:
             raise ConfigError(problems)
+        # What `${VAR}` expands to is a secret: masked in history and logs from now on.
+        names = {name for rule in rules for name in referenced_env(rule)}
+        secrets.known.add(os.environ[name] for name in names if name in os.environ)
         return rules
 
     def _parse(self, doc: Document, problems: list[Problem]) -> list[tuple[int, Rule]]:
@@ -363,9 +367,9 @@ def _templated(params: Any, loc: tuple[Any, ...]) -> bool:
 
 
 def referenced_env(rule: Rule) -> set[str]:
-    """Environment variables a rule's actions use; their values are redacted from history."""
+    """Environment variables a rule's actions use: secrets, masked wherever text is shown."""
     names: set[str] = set()
     for call in rule.actions:
-        for _, text in _strings(call.with_, ()):
+        for _, text in _strings({"with": call.with_, "connection": call.connection}, ()):
             names.update(name for name, _ in ENV_REF.findall(text))
     return names

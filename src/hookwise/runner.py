@@ -19,19 +19,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2.exceptions import SecurityError
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import ValidationError
 
-from hookwise import clock
-from hookwise.actions import ActionContext, ActionSpec, RunLog, action_label, redact
+from hookwise import clock, secrets
+from hookwise.actions import ActionContext, ActionSpec, RunLog, action_label
 from hookwise.chatops.client import chat_for
 from hookwise.chatops.notify import Notifier
 from hookwise.config import Config
-from hookwise.errors import PermanentFailure, RetryLater, StoreError
+from hookwise.egress import EgressPolicy
+from hookwise.errors import EgressDenied, PermanentFailure, RetryLater, StoreError
 from hookwise.event import Event
 from hookwise.gates import Gates
 from hookwise.metrics import Metrics
 from hookwise.plugins import Registry
 from hookwise.rules import ActionCall, RetryPolicy
+from hookwise.secrets import secret_values
 from hookwise.store import AttemptRecord, RunRecord, Store
 from hookwise.store.base import Progress
 from hookwise.templates import RenderError, Templates
@@ -111,12 +113,7 @@ class Runner:
         self.store = store
         self.actions = registry.actions
         self.integrations = registry.integrations
-        self.integration_secrets = [
-            secret
-            for name, block in config.integrations.items()
-            if name in registry.integrations
-            for secret in secret_values(registry.integrations[name].settings.model_validate(block))
-        ]
+        self.egress = EgressPolicy(config.egress.allow)
         self.templates = templates
         self.config = config
         self.metrics = metrics
@@ -176,8 +173,10 @@ class Runner:
     ) -> None:
         event = events[-1]
         calls = [ActionCall.model_validate(a) for a in run.spec["actions"]]
-        secrets = [os.environ[n] for n in run.spec.get("env", []) if os.environ.get(n)]
-        secrets += self.integration_secrets
+        # Rules register their ${VAR} values as they load; a run may outlive its rule.
+        # Values too short to mask everywhere are still masked in this run's records.
+        own = [os.environ[n] for n in run.spec.get("env", []) if os.environ.get(n)]
+        secrets.known.add(own)
         while state.step < len(calls):
             step, attempt, outputs = state.step, state.attempt, state.outputs
             call = calls[step]
@@ -189,7 +188,7 @@ class Runner:
                     run, events, None, Progress("dead", step, attempt, outputs, error)
                 )
                 return
-            log = RunLog(f"{run.rule}/{label}", secrets)
+            log = RunLog(f"{run.rule}/{label}", own)
             started = time.time()
             state.in_flight = (label, number, started)
             resumed = number > 1 or (step == run.step and run.error == INTERRUPTED)
@@ -207,8 +206,8 @@ class Runner:
                 started,
                 ended,
                 outcome.status,
-                redact(outcome.output, secrets),
-                redact(outcome.error, secrets),
+                secrets.known.redact(outcome.output, own),
+                secrets.known.redact(outcome.error, own),
                 log.lines,
             )
             progress = _next(call, calls, state, label, number, outcome, record)
@@ -219,28 +218,40 @@ class Runner:
                 return
             state.step, state.attempt, state.outputs = progress.step, 0, progress.outputs
 
-    def _params(
-        self, spec: ActionSpec, call: ActionCall, context: dict[str, Any], where: str
-    ) -> Any:
-        """Rendered and validated `with`; a mistake here cannot heal by retrying."""
+    def _prepare(
+        self,
+        spec: ActionSpec,
+        call: ActionCall,
+        context: dict[str, Any],
+        where: str,
+        label: str,
+        limit: float,
+    ) -> tuple[Any, Any]:
+        """Rendered and validated `with` and integration settings; a mistake here cannot
+        heal by retrying, so it is a PermanentFailure."""
         try:
-            return spec.params.model_validate(self.templates.render(call.with_, context, where))
+            params = spec.params.model_validate(
+                self.templates.render(call.with_, context, f"{where}, {label}", timeout=limit)
+            )
         except RenderError as exc:
             raise PermanentFailure(str(exc)) from exc
         except ValidationError as exc:
             raise PermanentFailure(f"parameters invalid after rendering: {summarize(exc)}") from exc
+        return params, self._settings(spec, call, context, where, limit)
 
     def _settings(
-        self, spec: ActionSpec, call: ActionCall, context: dict[str, Any], where: str
+        self, spec: ActionSpec, call: ActionCall, context: dict[str, Any], where: str, limit: float
     ) -> Any:
         """The integration's settings from the config, overridden by the action's `connection`."""
         if spec.integration is None:
             return None
         integration = self.integrations[spec.integration]
         try:
-            override = self.templates.render(call.connection, context, f"{where}, connection")
+            override = self.templates.render(
+                call.connection, context, f"{where}, connection", timeout=limit
+            )
             merged = {**self.config.integrations.get(spec.integration, {}), **override}
-            return integration.settings.model_validate(merged)
+            settings = integration.settings.model_validate(merged)
         except RenderError as exc:
             raise PermanentFailure(str(exc)) from exc
         except ValidationError as exc:
@@ -248,6 +259,9 @@ class Runner:
                 f"integrations.{spec.integration} settings invalid: {summarize(exc)}; "
                 "check hookwise.yaml and the action's `connection:`"
             ) from exc
+        # A `connection:` override may bring secrets the config did not have.
+        secrets.known.add(secret_values(settings))
+        return settings
 
     async def _finish(
         self,
@@ -299,15 +313,22 @@ class Runner:
         if spec is None:
             return Outcome("dead", error=f"action {call.uses!r} is not installed any more")
         key = hashlib.sha256(f"{run.id}:{label}".encode()).hexdigest()[:32]
-        action_context = ActionContext(event, run.rule, label, number, key, self.config, log)
+        action_context = ActionContext(event, run.rule, label, number, key, self.egress, log)
         timeout = call.timeout or self.config.worker.action_timeout
         action_context.timeout = timeout
         action_context.resumed = resumed
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
-            params = self._params(spec, call, context, f"rule {run.rule}, {label}")
-            action_context.settings = self._settings(spec, call, context, f"rule {run.rule}")
-            output = await asyncio.wait_for(invoke(spec, params, action_context), timeout)
-        except PermanentFailure as exc:
+            # Rendering counts against the action's timeout, and runs off the event loop.
+            params, action_context.settings = await self.templates.off_loop(
+                self._prepare, spec, call, context, f"rule {run.rule}", label, timeout
+            )
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            output = await asyncio.wait_for(invoke(spec, params, action_context), remaining)
+        except (PermanentFailure, EgressDenied) as exc:
             return Outcome("dead", error=str(exc))
         except RetryLater as exc:
             return Outcome("retry", error=str(exc), delay=exc.delay)
@@ -320,19 +341,6 @@ class Runner:
         except (TypeError, ValueError) as exc:
             return Outcome("dead", error=f"{call.uses} returned output that is not JSON: {exc}")
         return Outcome("succeeded", output=output)
-
-
-def secret_values(value: Any) -> list[str]:
-    """Every SecretStr inside a settings model, so it is masked wherever it might appear."""
-    if isinstance(value, SecretStr):
-        return [value.get_secret_value()] if value.get_secret_value() else []
-    if isinstance(value, BaseModel):
-        return [s for name in type(value).model_fields for s in secret_values(getattr(value, name))]
-    if isinstance(value, dict):
-        return [s for item in value.values() for s in secret_values(item)]
-    if isinstance(value, list | tuple):
-        return [s for item in value for s in secret_values(item)]
-    return []
 
 
 @dataclass

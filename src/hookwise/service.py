@@ -7,8 +7,10 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
-from hookwise.config import Config, bind_sources, check_integrations, load_config
+from hookwise import secrets
+from hookwise.config import BoundSource, Config, bind_sources, check_integrations, load_config
 from hookwise.engine import Engine
 from hookwise.matcher import RuleIndex
 from hookwise.metrics import Metrics
@@ -17,6 +19,7 @@ from hookwise.reload import Reloader
 from hookwise.retention import FIRST_PASS, Pruner
 from hookwise.rules import RuleLoader
 from hookwise.runner import Runner
+from hookwise.secrets import secret_values
 from hookwise.store import Store, display_url, open_store
 from hookwise.templates import make_environment
 from hookwise.worker import Worker
@@ -103,6 +106,20 @@ class Service:
         log.info("hookwise stopped")
 
 
+def config_secrets(
+    config: Config, sources: dict[str, BoundSource], registry: Registry
+) -> list[str]:
+    """Every secret in the configuration: tokens, passwords, signing keys, the store's."""
+    found = secret_values(config)
+    found += [value for bound in sources.values() for value in secret_values(bound.options)]
+    for name, block in config.integrations.items():
+        spec = registry.integrations.get(name)
+        if spec is not None:
+            found += secret_values(spec.settings.model_validate(block))
+    password = urlsplit(config.store).password
+    return [*found, unquote(password)] if password else found
+
+
 def build_service(config_path: str | os.PathLike[str]) -> Service:
     """Everything that can be checked without I/O; raises ConfigError with all problems."""
     config = load_config(config_path)
@@ -110,7 +127,12 @@ def build_service(config_path: str | os.PathLike[str]) -> Service:
     registry = load_registry(plugins_dir)
     sources = bind_sources(config, registry.sources)
     check_integrations(config, registry.integrations)
-    templates = make_environment(registry.prepare_jinja)
+    templates = make_environment(
+        registry.prepare_jinja,
+        max_output=config.templates.max_output,
+        timeout=config.templates.timeout,
+    )
+    secrets.known.add(config_secrets(config, sources, registry))
     loader = RuleLoader(registry.actions, templates, registry.integrations, config.integrations)
     rules = loader.load(config.rules_path)
     engine = Engine(config, sources, registry.actions, templates, RuleIndex(rules))

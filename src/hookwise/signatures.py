@@ -28,6 +28,12 @@ def same(sent: str | bytes | None, expected: str | bytes) -> bool:
     return hmac.compare_digest(left, right)
 
 
+def unix_seconds(text: str) -> bool:
+    """Whole seconds as senders write them: digits only (no `nan`, no `1e9`), at most
+    twelve, so no conversion can fail or overflow."""
+    return text.isascii() and text.isdigit() and len(text) <= 12
+
+
 def sign(
     key: bytes, message: bytes, algorithm: Algorithm = "sha256", encoding: Encoding = "hex"
 ) -> str:
@@ -71,6 +77,11 @@ class TokenAuth(BaseModel):
     allow_unauthenticated: bool = Field(
         default=False, description="Accept deliveries from anyone: no token or signature needed."
     )
+
+
+def token_headers(options: TokenAuth) -> list[str]:
+    """The header a configured token travels in: a credential header."""
+    return [options.header] if options.token is not None else []
 
 
 def check_token(delivery: Delivery, options: TokenAuth) -> None:

@@ -21,11 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import SlackResponse
+from slack_sdk.webhook import WebhookClient
 
-from hookwise.actions import mask
+from hookwise import secrets
 from hookwise.builtin.http_post import retry_after
 from hookwise.durations import Duration
-from hookwise.errors import PermanentFailure, RetryLater
+from hookwise.egress import EgressPolicy
+from hookwise.egress_clients import GuardedWebClient, GuardedWebhookClient
+from hookwise.errors import EgressDenied, PermanentFailure, RetryLater
 from hookwise.event import Event
 from hookwise.validation import http_url
 
@@ -160,10 +163,6 @@ class SlackSettings(BaseModel):
             raise ValueError("set `token` (a bot token) or `webhook_url` (an incoming webhook)")
         return self
 
-    def secrets(self) -> list[str]:
-        values = (self.token, self.webhook_url, self.signing_secret)
-        return [s.get_secret_value() for s in values if s is not None]
-
 
 def escape(value: Any) -> str:
     """Slack mrkdwn treats &, < and > as control characters."""
@@ -202,12 +201,25 @@ def summary(event: Event) -> str:
     return f"{what} {label}" if label else what
 
 
-def web_client(settings: SlackSettings) -> WebClient:
+def web_client(settings: SlackSettings, policy: EgressPolicy) -> WebClient:
+    """slack-sdk's client, sending through the egress guard, retrying nothing itself."""
     assert settings.token is not None
-    return WebClient(
+    return GuardedWebClient(
+        policy=policy,
         token=settings.token.get_secret_value(),
         base_url=settings.base_url,
         timeout=settings.timeout,  # type: ignore[arg-type]  # urllib takes float seconds
+        logger=SDK_LOG,
+        retry_handlers=[],
+    )
+
+
+def webhook_client(settings: SlackSettings, policy: EgressPolicy) -> WebhookClient:
+    assert settings.webhook_url is not None
+    return GuardedWebhookClient(
+        settings.webhook_url.get_secret_value(),
+        policy=policy,
+        timeout=int(max(1, settings.timeout)),
         logger=SDK_LOG,
         retry_handlers=[],
     )
@@ -278,6 +290,8 @@ def call(
         return request()
     except SlackApiError as exc:
         failure = api_failure(method, exc.response, channel, ts)
+    except EgressDenied as exc:
+        failure = PermanentFailure(f"Slack {method}: {exc}")
     except SlackClientError as exc:  # refused before sending (e.g. a bad proxy setting)
         failure = PermanentFailure(f"Slack {method} could not be sent: {exc}")
     except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, refused, reset
@@ -288,5 +302,5 @@ def call(
             url = settings.base_url if settings.token else settings.webhook_url
             host = urlsplit(url if isinstance(url, str) else url.get_secret_value()).hostname
             failure = RetryLater(f"Slack {method} could not reach {host}: {reason}")
-    failure.args = (mask(str(failure), settings.secrets()),)
+    failure.args = (secrets.mask(str(failure)),)
     raise failure

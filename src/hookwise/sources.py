@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hookwise.errors import PayloadError
+from hookwise.errors import PayloadError, VerificationError
 from hookwise.event import Incoming
 
 
@@ -22,12 +22,36 @@ class Delivery:
     headers: Mapping[str, str]
     body: bytes
 
+    @classmethod
+    def from_raw(
+        cls, raw: Iterable[tuple[bytes, bytes]], body: bytes, once: Iterable[str] = ()
+    ) -> Delivery:
+        """From ASGI's raw headers; a header in `once` sent twice is refused as ambiguous.
+
+        Which copy a check reads and which one a proxy saw may differ: a bad token
+        first and a good one second must not pass.
+        """
+        unique = {name.lower() for name in once}
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in raw:
+            name = raw_name.decode("latin-1").lower()
+            if name in headers and name in unique:
+                raise VerificationError(
+                    f"{name} was sent more than once; it is a credential, so send it once"
+                )
+            headers[name] = raw_value.decode("latin-1")
+        return cls(headers, body)
+
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
     def json(self) -> Any:
         """Parse the body; call only after `verify` has passed."""
         return parse_json(self.body)
+
+
+def no_headers(options: Any) -> list[str]:
+    return []
 
 
 @dataclass(frozen=True)
@@ -37,6 +61,9 @@ class SourceKind:
     `options` validates the rest of the source's config block. `verify` raises
     VerificationError and sees only raw bytes; `normalize` raises PayloadError and
     returns one Incoming per event in the delivery (batch formats send several).
+    `credential_headers(options)` names the headers `verify` reads (tokens,
+    signatures, signed timestamps): hookwise never stores them or shows them to
+    templates, and refuses a delivery that sends one of them twice.
     """
 
     kind: str
@@ -44,6 +71,7 @@ class SourceKind:
     verify: Callable[[Delivery, Any], None]
     normalize: Callable[[Delivery, Any], list[Incoming]]
     description: str = ""
+    credential_headers: Callable[[Any], list[str]] = no_headers
 
 
 def require_str(payload: Mapping[str, Any], *names: str) -> str:
@@ -73,7 +101,34 @@ def parse_json(raw: bytes, what: str = "body") -> Any:
         raise PayloadError(f"{what} is not valid JSON: {exc}") from exc
     if _depth(value) > MAX_DEPTH:
         raise PayloadError(f"{what} is nested more than {MAX_DEPTH} levels deep")
+    if _SURROGATE_ESCAPE.search(raw) and not _encodable(value):
+        raise PayloadError(
+            f"{what} has a string with a lone UTF-16 surrogate (such as \\ud800), which is not "
+            "text; escape only whole characters"
+        )
     return value
+
+
+# `\ud800` and friends: only then can json.loads return a string that is not text.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodable(value: Any) -> bool:
+    """Every key and string encodes as UTF-8: a surrogate *pair* does, a lone one not."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _refuse_constant(name: str) -> Any:

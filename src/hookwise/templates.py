@@ -1,26 +1,36 @@
-"""Jinja rendering in a sandbox.
+"""Jinja rendering: compiled once, run in the sandbox, bounded in size and in time.
 
-Rule authors are trusted less than the service: templates run in a
-`SandboxedEnvironment` (no `__class__`, `__globals__`, unsafe attributes) with
+Rule authors are trusted less than the service: templates run in `sandbox.Sandbox`
+(no `__class__`, no mutation, nothing that outgrows `templates.max_output`) with
 `StrictUndefined`, so a typo fails loudly instead of rendering an empty string.
 A string that is exactly one `{{ expression }}` keeps the expression's native
 type, so `json: "{{ data }}"` passes an object rather than its text.
+
+Every render and every condition runs under a deadline (`templates.timeout`, or
+less when the caller has less time): a loop that would run for minutes is stopped
+by `interrupt.watchdog` and reported as a RenderError. Callers on the event loop use
+`off_loop`, which runs template work in threads of its own.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import re
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
 
-from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2 import TemplateError, Undefined, UndefinedError
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
+from hookwise.interrupt import Interrupted, watchdog
+from hookwise.sandbox import DEFAULT_MAX_OUTPUT, Sandbox, TooLarge, size_of
 from hookwise.yamlpos import ENV_REF
 
 _SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}$", re.DOTALL)
+DEFAULT_TIMEOUT = 2.0
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class RenderError(ValueError):
@@ -32,37 +42,17 @@ class RenderError(ValueError):
         super().__init__(f"{where}: template {template!r} failed: {reason}")
 
 
-MAX_REPEAT = 100_000
-MAX_EXPONENT = 1_000
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """No mutation of events (`data.pop()`), and no `'x' * 10**9` stalling the event loop."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*" and _repeats(left, right) > MAX_REPEAT:
-            raise SecurityError(f"a repetition longer than {MAX_REPEAT} items is not allowed")
-        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
-            raise SecurityError(f"exponents above {MAX_EXPONENT} are not allowed")
-        return super().call_binop(context, operator, left, right)
-
-
-def _repeats(left: Any, right: Any) -> int:
-    """How long `left * right` would be, when it is a sequence repetition."""
-    for sequence, count in ((left, right), (right, left)):
-        if isinstance(sequence, str | list | tuple) and isinstance(count, int):
-            return len(sequence) * count
-    return 0
-
-
-def make_environment(prepare: Callable[[SandboxedEnvironment], None] | None = None) -> Templates:
-    env = _Sandbox(undefined=StrictUndefined, autoescape=False)
-    env.filters["tojson"] = lambda value: json.dumps(value, default=str)
+def make_environment(
+    prepare: Callable[[Sandbox], None] | None = None,
+    *,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Templates:
+    env = Sandbox(max_output)
     if prepare:
         prepare(env)
-    return Templates(env)
+    env.bound_filters()
+    return Templates(env, timeout)
 
 
 def is_template(value: str) -> bool:
@@ -82,9 +72,21 @@ def _env_calls(text: str) -> str:
 class Templates:
     """Compiles once per distinct text; rules reuse the same strings on every event."""
 
-    def __init__(self, env: SandboxedEnvironment) -> None:
+    def __init__(self, env: Sandbox, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.env = env
+        self.timeout = timeout
         self._cache: dict[str, Callable[[dict[str, Any]], Any]] = {}
+        self._threads: ThreadPoolExecutor | None = None
+
+    async def off_loop(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run template work (rendering, conditions, matching) away from the event loop.
+
+        Its own threads, so a slow template never waits behind a slow action client.
+        """
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(8, thread_name_prefix="hookwise-render")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, lambda: function(*args, **kwargs))
 
     def compile(self, text: str) -> Callable[[dict[str, Any]], Any]:
         """Raises jinja2.TemplateSyntaxError for text that does not compile."""
@@ -106,6 +108,7 @@ class Templates:
         compiled = self._cache.get(key)
         if compiled is None:
             evaluate = self.env.compile_expression(expression, undefined_to_none=False)
+            env = self.env
 
             def compiled(context: dict[str, Any]) -> Any:
                 value = evaluate(**context)
@@ -113,42 +116,86 @@ class Templates:
                     # A bare `{{ typo }}` or a blocked `{{ x.__class__ }}` must fail, not pass on
                     # a placeholder: raises UndefinedError or SecurityError.
                     value._fail_with_undefined_error()
+                env.refuse_over(size_of(value, env.max_output), "the value")
                 return value
 
             self._cache[key] = compiled
         return compiled
 
-    def render(self, value: Any, context: dict[str, Any], where: str) -> Any:
-        """Render every string in a nested structure; errors name the path of the string."""
+    def render(
+        self, value: Any, context: dict[str, Any], where: str, *, timeout: float | None = None
+    ) -> Any:
+        """Render every string in a nested structure; errors name the path of the string.
+
+        The whole structure shares one deadline: `timeout` or `templates.timeout`,
+        whichever is shorter.
+        """
+        current = _Current(where, "")
+        limit = self._limit(timeout)
+        try:
+            with watchdog.limit(limit):
+                return self._render(value, context, where, current)
+        except Interrupted:
+            raise RenderError(current.where, current.template, _too_slow(limit)) from None
+
+    def _render(self, value: Any, context: dict[str, Any], where: str, current: _Current) -> Any:
         if isinstance(value, str):
             if not is_template(value):
                 return value
-            try:
-                return self.compile(value)(context)
-            except TemplateError as exc:
-                raise RenderError(where, value, _describe(exc)) from exc
-            except Exception as exc:  # a filter or expression raised: still the author's input
-                raise RenderError(where, value, f"{type(exc).__name__}: {exc}") from exc
+            current.where, current.template = where, value
+            return self._run(value, where, lambda: self.compile(value)(context))
         if isinstance(value, dict):
-            return {k: self.render(v, context, f"{where}.{k}") for k, v in value.items()}
+            return {k: self._render(v, context, f"{where}.{k}", current) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.render(v, context, f"{where}[{i}]") for i, v in enumerate(value)]
+            return [self._render(v, context, f"{where}[{i}]", current) for i, v in enumerate(value)]
         return value
 
-    def evaluate(self, expression: str, context: dict[str, Any]) -> Any:
+    def evaluate(
+        self, expression: str, context: dict[str, Any], *, timeout: float | None = None
+    ) -> Any:
         """Evaluate a bare condition; raises RenderError like `render`."""
+        limit = self._limit(timeout)
         try:
-            return self.compile_condition(expression)(context)
+            with watchdog.limit(limit):
+                return self._run(
+                    expression, "if", lambda: self.compile_condition(expression)(context)
+                )
+        except Interrupted:
+            raise RenderError("if", expression, _too_slow(limit)) from None
+
+    def _limit(self, timeout: float | None) -> float:
+        return self.timeout if timeout is None else max(0.0, min(timeout, self.timeout))
+
+    @staticmethod
+    def _run(template: str, where: str, work: Callable[[], Any]) -> Any:
+        try:
+            return work()
         except TemplateError as exc:
-            raise RenderError("if", expression, _describe(exc)) from exc
-        except Exception as exc:
-            raise RenderError("if", expression, f"{type(exc).__name__}: {exc}") from exc
+            raise RenderError(where, template, _describe(exc)) from exc
+        except Exception as exc:  # a filter or expression raised: still the author's input
+            raise RenderError(where, template, f"{type(exc).__name__}: {exc}") from exc
+
+
+class _Current:
+    """The string being rendered, so a deadline can say which one was too slow."""
+
+    def __init__(self, where: str, template: str) -> None:
+        self.where = where
+        self.template = template
+
+
+def _too_slow(limit: float) -> str:
+    return (
+        f"took longer than {limit:g}s and was stopped (templates.timeout, or the action's "
+        "timeout); does it loop over more than it needs?"
+    )
 
 
 def _describe(exc: TemplateError) -> str:
-    name = type(exc).__name__
-    if name == "SecurityError":
-        return f"blocked by the sandbox ({exc})"
-    if name == "UndefinedError":
+    if isinstance(exc, TooLarge):
+        return f"refused: {exc.message}"
+    if isinstance(exc, SecurityError):
+        return f"blocked by the sandbox ({exc.message})"
+    if isinstance(exc, UndefinedError):
         return f"{exc.message} (check the spelling; `hookwise test` shows the event's fields)"
-    return exc.message or name
+    return exc.message or type(exc).__name__

@@ -3,6 +3,10 @@
 PyYAML forgets positions once it builds Python objects and silently keeps the last
 of two duplicate keys. Config and rule errors must say `file:line:col`, so we walk
 the composed node tree ourselves and keep a map from each path to its position.
+
+A file is input too: nesting is limited (PyYAML's composer recurses, so a 5,000-deep
+list would end in RecursionError), and so is what aliases may expand to (a 600-byte
+"billion laughs" file names 10^9 values). Both are reported at their position.
 """
 
 from __future__ import annotations
@@ -19,6 +23,37 @@ from hookwise.errors import Problem
 Path = tuple[str | int, ...]
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 MERGE_TAG = "tag:yaml.org,2002:merge"
+MAX_DEPTH = 64
+# Aliases may repeat what the file holds, within reason: `<<: *defaults` in every rule
+# of a big file is fine, a tree of aliases of aliases is not.
+ALIAS_FACTOR = 10
+ALIAS_ALLOWANCE = 10_000
+
+
+class LimitExceeded(yaml.MarkedYAMLError):
+    """The document is deeper, or expands to more, than hookwise reads."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that counts what it composes and refuses to nest too deep."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise LimitExceeded(
+                    problem=f"nested more than {MAX_DEPTH} levels deep; flatten the structure",
+                    problem_mark=self.peek_event().start_mark,
+                )
+            self.composed += 1
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self.depth -= 1
 
 
 @dataclass
@@ -77,15 +112,18 @@ def load_file(filename: str, *, env: Mapping[str, str] | None = None) -> Documen
 
 def load_text(text: str, filename: str, *, env: Mapping[str, str] | None = None) -> Document:
     doc = Document(filename, None)
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is not None:
-            doc.data = _Walker(doc, loader, env).build(node, ())
+            budget = ALIAS_FACTOR * loader.composed + ALIAS_ALLOWANCE
+            doc.data = _Walker(doc, loader, env, budget).build(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        doc.problems.append(Problem(filename, line, col, f"YAML syntax error: {exc.problem}"))
+        kind = "YAML too large" if isinstance(exc, LimitExceeded) else "YAML syntax error"
+        doc.problems.append(Problem(filename, line, col, f"{kind}: {exc.problem}"))
+        doc.data = None  # what was built so far is dropped: no half-read document
     finally:
         loader.dispose()
     return doc
@@ -93,14 +131,22 @@ def load_text(text: str, filename: str, *, env: Mapping[str, str] | None = None)
 
 class _Walker:
     def __init__(
-        self, doc: Document, loader: yaml.SafeLoader, env: Mapping[str, str] | None
+        self, doc: Document, loader: yaml.SafeLoader, env: Mapping[str, str] | None, budget: int
     ) -> None:
         self.doc = doc
         self.loader = loader
         self.env = env
+        self.budget = budget  # values left to build; aliases spend it again and again
         self._open: set[int] = set()  # collections being built: an alias to one is a cycle
 
     def build(self, node: yaml.Node, path: Path) -> Any:
+        self.budget -= 1
+        if self.budget < 0:
+            raise LimitExceeded(
+                problem=f"{format_path(path) or 'document'}: aliases expand to far more values "
+                f"than the file holds (more than {ALIAS_FACTOR} times); use fewer nested aliases",
+                problem_mark=node.start_mark,
+            )
         self.doc.value_pos.setdefault(path, _pos(node))
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
             if id(node) in self._open:

@@ -15,8 +15,8 @@ import hookwise_jenkins
 import pytest
 
 from hookwise.actions import ActionContext, ActionSpec, RunLog
-from hookwise.config import Config
-from hookwise.errors import PermanentFailure, RetryLater
+from hookwise.egress import EgressPolicy
+from hookwise.errors import EgressDenied, PermanentFailure, RetryLater
 from hookwise.event import Event
 from hookwise.plugins import load_registry
 from tests.conftest import FIXTURES, project, run_cli
@@ -52,7 +52,7 @@ def _fresh_memory() -> Iterator[None]:
 
 
 # The stand-in listens on loopback, which the egress policy refuses unless allowed.
-LOOPBACK_ALLOWED = Config.model_validate({"egress": {"allow": ["127.0.0.1"]}})
+LOOPBACK_ALLOWED = EgressPolicy(["127.0.0.1"])
 
 
 def context(url: str, key: str | None = None, attempt: int = 1, **settings: Any) -> ActionContext:
@@ -518,8 +518,8 @@ def test_promoted_build_triggers_the_deploy_job_and_waits(hookwise_factory, jenk
 
 def test_egress_policy_applies_to_jenkins(spec, jenkins):
     ctx = context(jenkins.url)
-    ctx.config = Config()  # loopback not allowed
-    with pytest.raises(PermanentFailure, match=r"Jenkins: egress to 127\.0\.0\.1 .* egress\.allow"):
+    ctx.egress = EgressPolicy()  # loopback not allowed
+    with pytest.raises(EgressDenied, match=r"egress to 127\.0\.0\.1 .* egress\.allow"):
         run(spec, ctx, job="plain")
     assert jenkins.requests == []
 

@@ -13,8 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from hookwise.actions import ActionContext, ActionSpec
-from hookwise.config import Config
-from hookwise.errors import PermanentFailure, RetryLater
+from hookwise.egress import EgressPolicy
+from hookwise.errors import EgressDenied, PermanentFailure, RetryLater
 from hookwise.event import Event
 from hookwise.plugins import load_registry
 from tests.conftest import Hookwise, fixture_bytes, project, run_cli
@@ -58,8 +58,7 @@ def context(
     settings: Any, key: str = KEY_A, attempt: int = 1, allow: tuple[str, ...] = ("127.0.0.1",)
 ) -> ActionContext:
     event = Event("01JEVENT", "harbor", "harbor", "scan", "failed", None, 0.0, {"type": "x"}, {})
-    config = Config.model_validate({"egress": {"allow": list(allow)}})
-    ctx = ActionContext(event, "scan-failed-to-jira", "ticket", attempt, key, config)
+    ctx = ActionContext(event, "scan-failed-to-jira", "ticket", attempt, key, EgressPolicy(allow))
     ctx.settings = settings
     return ctx
 
@@ -411,7 +410,7 @@ def test_connection_refused_retries(specs, jira, name):
 
 @pytest.mark.parametrize("name", list(ACTIONS))
 def test_egress_policy_applies(specs, jira, name):
-    with pytest.raises(PermanentFailure, match=r"egress to 127\.0\.0\.1 .* egress\.allow"):
+    with pytest.raises(EgressDenied, match=r"egress to 127\.0\.0\.1 .* egress\.allow"):
         run(specs, name, ACTIONS[name][0], context(settings(specs, jira), allow=()))
     assert jira.requests == []
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from hookwise.actions import ActionContext, RunLog
 from hookwise.artifacts import artifact
-from hookwise.config import Config
+from hookwise.egress import EgressPolicy
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.event import Event
 from hookwise.plugins import load_registry
@@ -65,7 +65,7 @@ def context(settings: dict[str, Any], event: Event | None = None, attempt: int =
         action_id="notify",
         attempt=attempt,
         idempotency_key=KEY,
-        config=Config.model_validate({"egress": {"allow": ["127.0.0.1"]}}),
+        egress=EgressPolicy(["127.0.0.1"]),
         log=RunLog("test"),
         settings=hookwise_slack.SlackSettings.model_validate(settings),
         resumed=attempt > 1,
@@ -656,10 +656,12 @@ def test_check_wants_text_or_blocks_for_an_update_even_with_templated_ts(tmp_pat
 
 def test_egress_policy_applies_to_slack(actions, slack: SlackStandin):
     ctx = context(web(slack))
-    ctx.config = Config()  # loopback not allowed
+    ctx.egress = EgressPolicy()  # loopback not allowed
     spec = actions["slack.message"]
     params = spec.params.model_validate({"channel": "C123", "text": "hi"})
-    with pytest.raises(PermanentFailure, match=r"Slack: egress to 127\.0\.0\.1 .* egress\.allow"):
+    with pytest.raises(
+        PermanentFailure, match=r"Slack chat.postMessage: egress to 127\.0\.0\.1 .* egress\.allow"
+    ):
         spec.run(params, ctx)
     assert slack.calls == []
 

@@ -9,13 +9,12 @@ answer (Podman always does this). Both end up here, judged by status and by text
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 import requests
 from docker.errors import APIError, DockerException
 
-from hookwise.actions import mask
 from hookwise.errors import ActionError, PermanentFailure, RetryLater
+from hookwise.secrets import mask
 
 # Checked in this order: the first pattern that matches decides.
 _RETRY_FIRST = re.compile(r"toomanyrequests|too many requests|rate limit", re.I)
@@ -39,14 +38,13 @@ def classify_text(
     what: str,
     text: str,
     status: int | None,
-    secrets: Sequence[str],
     missing: str = "repository or tag",
 ) -> ActionError:
     """A failure whose only evidence is the engine's message (and maybe its HTTP status).
 
     `missing` names what a 404 means at this step: a pull's repository or tag by default.
     """
-    text = mask(text.strip(), secrets)
+    text = mask(text.strip())
     if _RETRY_FIRST.search(text):
         return RetryLater(f"{what}: the registry is rate limiting: {text}")
     if status in (401, 403) or _CREDENTIALS.search(text):
@@ -66,9 +64,7 @@ def classify_text(
     return RetryLater(f"{what}: {text}")
 
 
-def classify(
-    what: str, exc: Exception, secrets: Sequence[str] = (), missing: str = "repository or tag"
-) -> ActionError:
+def classify(what: str, exc: Exception, missing: str = "repository or tag") -> ActionError:
     """Turn anything the docker SDK raised into RetryLater or PermanentFailure."""
     if isinstance(exc, ActionError):
         return exc
@@ -77,10 +73,10 @@ def classify(
     if isinstance(exc, requests.ConnectionError):
         return RetryLater(f"{what}: lost the connection to the Docker engine ({exc})")
     if isinstance(exc, APIError):
-        return classify_text(what, engine_message(exc), exc.status_code, secrets, missing)
+        return classify_text(what, engine_message(exc), exc.status_code, missing)
     if isinstance(exc, DockerException):
-        return PermanentFailure(f"{what}: {mask(str(exc), secrets)}")
-    return RetryLater(f"{what}: {type(exc).__name__}: {mask(str(exc), secrets)}")
+        return PermanentFailure(f"{what}: {mask(str(exc))}")
+    return RetryLater(f"{what}: {type(exc).__name__}: {mask(str(exc))}")
 
 
 def engine_message(exc: APIError) -> str:

@@ -109,7 +109,6 @@ def pull_image(
         if creds
         else None
     )
-    secrets = settings.secrets()
     digest = ref.digest
     try:
         stream = client.api.pull(
@@ -120,7 +119,7 @@ def pull_image(
             if failure is None and ("error" in line or "errorDetail" in line):
                 detail = line.get("errorDetail") or {}
                 text = str(detail.get("message") or line.get("error"))
-                failure = classify_text(what, text, detail.get("code"), secrets)
+                failure = classify_text(what, text, detail.get("code"))
             status = str(line.get("status", ""))
             if status.startswith("Digest: "):
                 digest = status.removeprefix("Digest: ").strip()
@@ -132,7 +131,7 @@ def pull_image(
             f"{what}: the engine reported success but has no such image"
         ) from exc
     except (DockerException, RequestException) as exc:
-        raise classify(what, exc, secrets) from exc
+        raise classify(what, exc) from exc
     digest = digest or _repo_digest(found.attrs.get("RepoDigests") or [], ref.name)
     context.log.info(f"pulled {ref} ({found.id}{', ' + digest if digest else ''})")
     out: dict[str, Any] = {"image": str(ref), "id": found.id}

@@ -40,9 +40,10 @@ from docker.models.containers import Container
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from requests import RequestException
 
-from hookwise.actions import ActionContext, mask
+from hookwise.actions import ActionContext
 from hookwise.durations import Duration
 from hookwise.errors import ActionError, PermanentFailure, RetryLater
+from hookwise.secrets import mask
 from hookwise_docker.failures import classify, engine_message
 from hookwise_docker.keep import OWN_LABELS, apply_overrides, kept_settings
 from hookwise_docker.pull import image_reference, pull_image
@@ -199,7 +200,6 @@ class _Redeploy:
         self.context = context
         self.log = context.log
         self.name = params.container
-        self.secrets = settings.secrets()
         self.recovered = False
         self.created: Container | None = None  # the new container, once the engine made it
         # Give up waiting while a fifth of the attempt's time limit is left for the rollback,
@@ -308,7 +308,7 @@ class _Redeploy:
             new, failure = self._bring_up(kwargs)
         except (DockerException, RequestException) as exc:  # the engine itself failed mid-way
             self._discard(self.created)
-            raise classify(f"docker.redeploy of {self.name}", exc, self.secrets, _MISSING) from exc
+            raise classify(f"docker.redeploy of {self.name}", exc, _MISSING) from exc
         if failure is not None:
             tail = self._discard(new)
             raise PermanentFailure(
@@ -327,7 +327,7 @@ class _Redeploy:
         try:
             new, failure = self._bring_up(kwargs)
         except (DockerException, RequestException) as exc:  # the engine itself failed mid-way
-            error = classify(f"docker.redeploy of {self.name}", exc, self.secrets, _MISSING)
+            error = classify(f"docker.redeploy of {self.name}", exc, _MISSING)
             self._roll_back(old, self.created, was_running, str(error), new_image_id)
             note = f"{error}; rolled back: {self.name} runs its previous container again"
             if isinstance(error, RetryLater):
@@ -363,7 +363,7 @@ class _Redeploy:
             old.reload()
         except (DockerException, RequestException) as exc:
             self._best_effort(lambda: _restore(old, self.name, was_running), "restore")
-            raise classify(f"stopping {self.name}", exc, self.secrets, _MISSING) from exc
+            raise classify(f"stopping {self.name}", exc, _MISSING) from exc
         self.log.info(f"stopped {self.name} ({old.short_id}) and renamed it {aside}")
 
     def _bring_up(self, kwargs: dict[str, Any]) -> tuple[Container | None, str | None]:
@@ -476,7 +476,7 @@ class _Redeploy:
         try:
             _restore(old, self.name, was_running)
         except (DockerException, RequestException) as exc:
-            trouble = classify(f"restoring {self.name}", exc, self.secrets, _MISSING)
+            trouble = classify(f"restoring {self.name}", exc, _MISSING)
             if isinstance(trouble, RetryLater):
                 # The engine is away; the next attempt finds the parked container and
                 # restores it before anything else (see `_existing`, `_undo_half_deploy`).
@@ -501,7 +501,7 @@ class _Redeploy:
         tail = ""
         try:
             raw = new.logs(stdout=True, stderr=True, tail=LOG_LINES)
-            text = mask(raw.decode("utf-8", "replace"), self.secrets).strip()[-MAX_LOG_CHARS:]
+            text = mask(raw.decode("utf-8", "replace")).strip()[-MAX_LOG_CHARS:]
             tail = f". Last log lines of the new container:\n{text}" if text else ""
         except (DockerException, RequestException) as exc:
             tail = f". Its logs could not be read: {exc}"
@@ -536,9 +536,7 @@ class _Redeploy:
         except ActionError:
             raise
         except (DockerException, RequestException) as exc:
-            raise classify(
-                f"docker.redeploy of {self.name}: {what}", exc, self.secrets, _MISSING
-            ) from exc
+            raise classify(f"docker.redeploy of {self.name}: {what}", exc, _MISSING) from exc
 
     def _best_effort(self, step: Any, what: str) -> None:
         try:
@@ -548,7 +546,7 @@ class _Redeploy:
 
     def _said(self, exc: Exception) -> str:
         text = engine_message(exc) if isinstance(exc, APIError) else str(exc)
-        return mask(text, self.secrets)
+        return mask(text)
 
 
 def _restore(old: Container, name: str, was_running: bool) -> None:

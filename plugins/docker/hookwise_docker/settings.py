@@ -121,13 +121,6 @@ class DockerSettings(BaseModel):
             return RegistryCredentials(username=self.username, password=self.password)
         return self.registries.get(key)
 
-    def secrets(self) -> list[str]:
-        """Every password, so messages can be checked and masked."""
-        found = [c.password.get_secret_value() for c in self.registries.values()]
-        if self.password is not None:
-            found.append(self.password.get_secret_value())
-        return [s for s in found if s]
-
 
 def connect(settings: DockerSettings) -> docker.DockerClient:
     """A client for one action call; the engine is asked its API version right away.

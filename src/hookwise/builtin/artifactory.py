@@ -94,5 +94,6 @@ def hookwise_sources() -> list[SourceKind]:
             verify=verify,
             normalize=normalize,
             description="JFrog Artifactory: X-JFrog-Event-Auth token or HMAC-SHA256 signature.",
+            credential_headers=lambda options: [AUTH_HEADER],
         )
     ]

@@ -29,7 +29,7 @@ from pydantic import Field, model_validator
 from hookwise.errors import PayloadError
 from hookwise.event import Incoming
 from hookwise.hookspecs import hookimpl
-from hookwise.signatures import TokenAuth, check_token, require_credential
+from hookwise.signatures import TokenAuth, check_token, require_credential, token_headers
 from hookwise.sources import Delivery, SourceKind, TypeRule, parse_json
 
 STRUCTURED = "application/cloudevents+json"
@@ -77,10 +77,16 @@ def decode_data(raw: bytes, content_type: str | None, what: str) -> Any:
         return None
     if is_json(media):
         return parse_json(raw, what)
+    charset = params.get("charset")
     try:
-        text = raw.decode(params.get("charset") or "utf-8")
-    except (LookupError, UnicodeDecodeError):
-        return base64.b64encode(raw).decode()
+        text = raw.decode(charset or "utf-8")
+        text.encode("utf-8")  # some codecs (utf-7, unicode_escape) make lone surrogates
+    except LookupError:
+        raise PayloadError(f"{what}: unknown charset {str(charset)[:40]!r}") from None
+    except (UnicodeError, ValueError) as exc:
+        if charset:
+            raise PayloadError(f"{what} is not valid {charset[:40]} text: {exc}") from None
+        return base64.b64encode(raw).decode()  # no charset said: bytes, kept as base64
     if not media:  # no Content-Type: JSON if it is JSON (the JSON format's default), else text
         try:
             return parse_json(raw, what)
@@ -178,5 +184,6 @@ def hookwise_sources() -> list[SourceKind]:
             verify=verify,
             normalize=normalize,
             description="CloudEvents 1.0 over HTTP (binary, structured, batch); shared token.",
+            credential_headers=token_headers,
         )
     ]

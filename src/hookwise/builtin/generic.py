@@ -25,7 +25,16 @@ from hookwise.errors import PayloadError, VerificationError
 from hookwise.event import Incoming
 from hookwise.hookspecs import hookimpl
 from hookwise.paths import MISSING, lookup
-from hookwise.signatures import Algorithm, Encoding, TokenAuth, check_token, not_empty, same, sign
+from hookwise.signatures import (
+    Algorithm,
+    Encoding,
+    TokenAuth,
+    check_token,
+    not_empty,
+    same,
+    sign,
+    token_headers,
+)
 from hookwise.sources import Delivery, SourceKind, parse_json
 
 
@@ -119,6 +128,11 @@ class GenericOptions(TokenAuth):
         return self
 
 
+def credential_headers(options: GenericOptions) -> list[str]:
+    signature = [options.hmac.header] if options.hmac is not None else []
+    return [*token_headers(options), *signature]
+
+
 def verify(delivery: Delivery, options: GenericOptions) -> None:
     check_token(delivery, options)
     if options.hmac is None:
@@ -172,5 +186,6 @@ def hookwise_sources() -> list[SourceKind]:
             normalize=normalize,
             description="Any JSON sender: domain, event type and id from configured paths or "
             "headers; HMAC signature or shared token.",
+            credential_headers=credential_headers,
         )
     ]

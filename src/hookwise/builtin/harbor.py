@@ -181,5 +181,6 @@ def hookwise_sources() -> list[SourceKind]:
             verify=verify,
             normalize=normalize,
             description="Harbor: Default or CloudEvents payloads, auth header as Authorization.",
+            credential_headers=lambda options: [AUTH_HEADER],
         )
     ]

@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hookwise.actions import ActionContext, ActionSpec
 from hookwise.durations import Duration
-from hookwise.egress import EgressPolicy, guarded_client
-from hookwise.errors import EgressDenied, PermanentFailure, RetryLater
+from hookwise.egress import guarded_client
+from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.hookspecs import hookimpl
+from hookwise.secrets import excerpt
 
 MAX_BODY_KEPT = 64 * 1024
 
@@ -45,39 +46,47 @@ class HttpPostParams(BaseModel):
 async def http_post(params: HttpPostParams, context: ActionContext) -> dict[str, Any]:
     headers = {"Idempotency-Key": context.idempotency_key, **params.headers}
     content = params.body.encode() if params.body is not None else None
-    policy = EgressPolicy(context.config.egress.allow)
-    async with guarded_client(policy, params.timeout) as client:
+    async with guarded_client(context.egress, params.timeout) as client:
         try:
-            response = await client.post(
-                params.url, json=params.json_body, content=content, headers=headers
+            request = client.build_request(
+                "POST", params.url, json=params.json_body, content=content, headers=headers
             )
-        except EgressDenied as exc:
-            raise PermanentFailure(str(exc)) from exc
+            response = await client.send(request, stream=True)
+            try:
+                kept = await _read_start(response)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             raise RetryLater(f"POST {params.url} timed out after {params.timeout:g}s") from exc
         except httpx.TransportError as exc:
             raise RetryLater(f"POST {params.url} failed to connect: {exc}") from exc
     context.log.info(f"POST {params.url} -> {response.status_code}")
-    return _outcome(params.url, response)
+    return _outcome(params.url, response, kept)
 
 
-def _outcome(url: str, response: httpx.Response) -> dict[str, Any]:
+async def _read_start(response: httpx.Response) -> bytes:
+    """At most MAX_BODY_KEPT bytes of the answer: a downstream decides its size, not us."""
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= MAX_BODY_KEPT:
+            break
+    return b"".join(chunks)[:MAX_BODY_KEPT]
+
+
+def _outcome(url: str, response: httpx.Response, kept: bytes) -> dict[str, Any]:
     status = response.status_code
-    summary = f"POST {url} answered {status}: {response.text[:300]}"
+    text = kept.decode(response.encoding or "utf-8", errors="replace")
+    summary = f"POST {url} answered {status}: {excerpt(text, 300)}"
     if status == 429 or status >= 500:
         raise RetryLater(summary, delay=retry_after(response.headers.get("retry-after")))
-    if 300 <= status < 400:
-        location = response.headers.get("location", "?")
-        raise PermanentFailure(
-            f"POST {url} redirected to {location}; redirects are not followed, use the final URL"
-        )
     if status >= 400:
         raise PermanentFailure(summary)
-    return {"status": status, "headers": dict(response.headers), "body": _body(response)}
+    return {"status": status, "headers": dict(response.headers), "body": _body(response, text)}
 
 
-def _body(response: httpx.Response) -> Any:
-    text = response.text[:MAX_BODY_KEPT]
+def _body(response: httpx.Response, text: str) -> Any:
     if response.headers.get("content-type", "").startswith("application/json"):
         try:
             return jsonlib.loads(text)

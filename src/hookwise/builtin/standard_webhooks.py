@@ -25,7 +25,7 @@ from hookwise.durations import Duration
 from hookwise.errors import PayloadError, VerificationError
 from hookwise.event import Incoming
 from hookwise.hookspecs import hookimpl
-from hookwise.signatures import require_credential, same, sign
+from hookwise.signatures import require_credential, same, sign, unix_seconds
 from hookwise.sources import Delivery, SourceKind, TypeRule, parse_json, require_str
 
 HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
@@ -77,8 +77,8 @@ def verify(delivery: Delivery, options: StandardWebhooksOptions) -> None:
             f"missing {', '.join(missing)}: Standard Webhooks deliveries carry webhook-id, "
             "webhook-timestamp and webhook-signature headers"
         )
-    if not (stamp.isascii() and stamp.isdigit()):
-        raise VerificationError(f"webhook-timestamp must be unix seconds, got {stamp!r}")
+    if not unix_seconds(stamp):
+        raise VerificationError(f"webhook-timestamp must be unix seconds, got {stamp[:40]!r}")
     skew = time.time() - int(stamp)
     if abs(skew) > options.tolerance:
         when = "old" if skew > 0 else "in the future"
@@ -127,5 +127,6 @@ def hookwise_sources() -> list[SourceKind]:
             normalize=normalize,
             description="Standard Webhooks (Svix and others): webhook-signature HMAC-SHA256 "
             "with whsec_ secret, timestamp tolerance.",
+            credential_headers=lambda options: list(HEADERS),
         )
     ]

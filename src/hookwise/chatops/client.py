@@ -14,7 +14,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from hookwise.config import Config
-from hookwise.egress import check_url
+from hookwise.egress import EgressPolicy
 from hookwise.slack import SlackSettings, call, web_client
 
 
@@ -27,9 +27,9 @@ class Posted:
 
 
 class SlackChat:
-    def __init__(self, settings: SlackSettings, egress_allow: list[str]) -> None:
+    def __init__(self, settings: SlackSettings, policy: EgressPolicy) -> None:
         self.settings = settings
-        self.allow = egress_allow
+        self.client = web_client(settings, policy)
 
     async def _call(
         self,
@@ -39,9 +39,7 @@ class SlackChat:
         ts: str | None = None,
     ) -> Any:
         def run() -> Any:
-            check_url(self.settings.base_url, self.allow, "Slack")
-            client = web_client(self.settings)
-            return call(method, self.settings, lambda: request(client), channel=channel, ts=ts)
+            return call(method, self.settings, lambda: request(self.client), channel=channel, ts=ts)
 
         return await asyncio.to_thread(run)
 
@@ -84,4 +82,4 @@ def chat_for(config: Config) -> SlackChat | None:
     block = config.integrations.get("slack")
     if not block or not block.get("token"):
         return None
-    return SlackChat(SlackSettings.model_validate(block), config.egress.allow)
+    return SlackChat(SlackSettings.model_validate(block), EgressPolicy(config.egress.allow))

@@ -7,22 +7,29 @@ records. A refusal goes to the clicking person alone, as an ephemeral message.
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 from urllib.parse import parse_qs
 
-from starlette.requests import Request
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from hookwise import operations
 from hookwise.chatops.client import SlackChat
 from hookwise.chatops.messages import APPROVE, REJECT
-from hookwise.chatops.verify import verify_slack
+from hookwise.chatops.verify import SIGNED_HEADERS, verify_slack
 from hookwise.engine import Engine
-from hookwise.errors import PermanentFailure, RetryLater, StoreError, VerificationError
+from hookwise.errors import (
+    PayloadError,
+    PermanentFailure,
+    RetryLater,
+    StoreError,
+    VerificationError,
+)
 from hookwise.receiver import BodyTooLarge, error, read_body
+from hookwise.sources import Delivery, parse_json
 from hookwise.store import Store
+from hookwise.validation import summarize
 
 log = logging.getLogger("hookwise.chatops")
 MAX_BODY = 256 * 1024  # Slack's payloads are a few kilobytes
@@ -37,8 +44,10 @@ async def signed_form(request: Request, secret: str | None) -> dict[str, str] | 
         body = await read_body(request, MAX_BODY)
     except BodyTooLarge:
         return error(413, "too_large", f"body exceeds {MAX_BODY} bytes")
-    headers = {k.lower(): v for k, v in request.headers.items()}
+    except ClientDisconnect:
+        return error(400, "disconnected", "the sender hung up before the end")
     try:
+        headers = Delivery.from_raw(request.headers.raw, body, SIGNED_HEADERS).headers
         verify_slack(secret, headers, body)
     except VerificationError as exc:
         log.warning("refused a Slack request to %s: %s", request.url.path, exc)
@@ -60,6 +69,25 @@ async def may_approve(chat: SlackChat, user: str, approvers: list[str]) -> bool:
     return False
 
 
+class SlackId(BaseModel):
+    """`{"id": "U0…", …}`: a user or a channel; Slack sends more fields, unread here."""
+
+    id: str
+
+
+class ClickedButton(BaseModel):
+    action_id: str
+    value: str = ""
+
+
+class BlockActions(BaseModel):
+    """The part of Slack's block_actions payload hookwise reads."""
+
+    user: SlackId
+    channel: SlackId | None = None
+    actions: list[ClickedButton]
+
+
 class Interactions:
     def __init__(self, engine: Engine, chat: SlackChat | None, secret: str | None) -> None:
         self.engine = engine
@@ -76,24 +104,28 @@ class Interactions:
         if isinstance(form, Response):
             return form
         try:
-            payload = json.loads(form.get("payload", ""))
-        except ValueError:
-            return error(400, "bad_payload", "expected a form field `payload` holding JSON")
+            payload = parse_json(form.get("payload", "").encode(), "the form field `payload`")
+        except PayloadError as exc:
+            return error(400, "bad_payload", str(exc))
         if not isinstance(payload, dict) or payload.get("type") != "block_actions":
             return Response(status_code=200)  # other interactions are not ours to handle
-        for action in payload.get("actions") or []:
-            if action.get("action_id") in (APPROVE, REJECT):
+        try:
+            clicked = BlockActions.model_validate(payload)
+        except ValidationError as exc:
+            return error(400, "bad_payload", f"not a block_actions payload: {summarize(exc)}")
+        for action in clicked.actions:
+            if action.action_id in (APPROVE, REJECT):
                 try:
-                    await self._decide(payload, action)
+                    await self._decide(clicked, action)
                 except StoreError:
                     return error(503, "store_unavailable", "cannot record the decision right now")
         return Response(status_code=200)
 
-    async def _decide(self, payload: dict[str, Any], action: dict[str, Any]) -> None:
+    async def _decide(self, payload: BlockActions, action: ClickedButton) -> None:
         assert self.chat is not None
-        user = str((payload.get("user") or {}).get("id") or "")
-        channel = str((payload.get("channel") or {}).get("id") or "")
-        run_id = str(action.get("value") or "")
+        user = payload.user.id
+        channel = payload.channel.id if payload.channel else ""
+        run_id = action.value
         run = await self.store.get_run(run_id)
         if run is None or "approval" not in run.spec:
             await self._tell(channel, user, f"hookwise knows no run {run_id} waiting for approval.")
@@ -108,7 +140,7 @@ class Interactions:
                 channel, user, f"You are not an approver of rule {run.rule}; ask one of {listed}."
             )
             return
-        decision = "approve" if action["action_id"] == APPROVE else "reject"
+        decision = "approve" if action.action_id == APPROVE else "reject"
         answer = await operations.decide(self.store, run_id, user, decision, None, "slack")
         if answer.ok:
             self.engine.on_new_runs()

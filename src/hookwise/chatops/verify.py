@@ -13,8 +13,10 @@ import time
 from collections.abc import Mapping
 
 from hookwise.errors import VerificationError
+from hookwise.signatures import unix_seconds
 
 MAX_AGE = 300.0
+SIGNED_HEADERS = ("x-slack-request-timestamp", "x-slack-signature")
 
 
 def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -33,13 +35,11 @@ def verify_slack(
             "missing X-Slack-Request-Timestamp or X-Slack-Signature: requests must come from "
             "Slack, signed with the app's signing secret"
         )
-    try:
-        sent = float(timestamp)
-    except ValueError:
+    if not unix_seconds(timestamp):
         raise VerificationError(
-            f"X-Slack-Request-Timestamp {timestamp!r} is not a number"
-        ) from None
-    age = (time.time() if now is None else now) - sent
+            f"X-Slack-Request-Timestamp {timestamp[:40]!r} is not unix seconds (digits only)"
+        )
+    age = (time.time() if now is None else now) - int(timestamp)
     if abs(age) > MAX_AGE:
         raise VerificationError(
             f"X-Slack-Request-Timestamp is {abs(age):.0f}s {'old' if age > 0 else 'ahead'}; "
