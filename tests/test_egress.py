@@ -11,11 +11,12 @@ import pytest
 import requests
 
 from hookwise.actions import ActionContext
-from hookwise.builtin.http_post import HttpPostParams, http_post, retry_after
-from hookwise.egress import EgressPolicy, RedirectRefused, guarded_client, guarded_sync_client
+from hookwise.builtin.http_post import HttpPostParams, http_post
+from hookwise.egress import EgressPolicy, guarded_client, guarded_sync_client
 from hookwise.egress_clients import guard_session
-from hookwise.errors import EgressDenied
+from hookwise.errors import EgressDenied, RedirectRefused
 from hookwise.event import Event
+from hookwise.retry import retry_after
 from tests.conftest import Reply, Sink
 
 

@@ -10,8 +10,7 @@ from hookwise.event import Event
 from hookwise.filter import MATCHED, Verdict, check_criteria, check_dimensions, explain
 from hookwise.paths import lookup
 from hookwise.rules import Rule
-from hookwise.runner import template_context
-from hookwise.templates import make_environment
+from hookwise.templates import make_environment, template_context
 
 TEMPLATES = make_environment()
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from hookwise.globs import Glob, GlobError, compile_glob, is_literal
+from hookwise.errors import GlobError
 from hookwise.rules import Rule
+from hookwise.rules.globs import Glob, compile_glob, is_literal
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,7 @@ from hookwise.event import Event
 from hookwise.filter import check_dimensions, explain
 from hookwise.matcher import RuleIndex, verdicts
 from hookwise.rules import Rule
-from hookwise.runner import template_context
-from hookwise.templates import make_environment
+from hookwise.templates import make_environment, template_context
 
 TEMPLATES = make_environment()
 

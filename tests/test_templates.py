@@ -9,8 +9,13 @@ import jinja2
 import pytest
 
 from hookwise.event import Event
-from hookwise.runner import template_context
-from hookwise.templates import RenderError, Templates, is_template, make_environment
+from hookwise.templates import (
+    RenderError,
+    Templates,
+    is_template,
+    make_environment,
+    template_context,
+)
 
 
 def make_context(data: Any = None, **extra: Any) -> dict[str, Any]:

@@ -38,10 +38,10 @@ from slack_sdk.webhook import WebhookResponse
 
 from hookwise import slack
 from hookwise.actions import ActionContext, ActionSpec
-from hookwise.builtin.http_post import retry_after
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.event import Event
 from hookwise.hookspecs import hookimpl
+from hookwise.retry import retry_after
 from hookwise.secrets import excerpt
 from hookwise.slack import CHANNEL_ID, TS, SlackSettings, artifact_label, short_digest, summary
 

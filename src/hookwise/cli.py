@@ -25,7 +25,7 @@ from hookwise.durations import parse_duration
 from hookwise.errors import ConfigError, HookwiseError, RequestError, StoreError
 from hookwise.event import iso_time
 from hookwise.plugins import Registry, load_registry
-from hookwise.schema import rules_schema
+from hookwise.rules.schema import rules_schema
 from hookwise.service import Service, build_service
 from hookwise.sources import Delivery
 from hookwise.store import Schema, Store, display_url, open_store

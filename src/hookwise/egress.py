@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from hookwise.errors import EgressDenied
+from hookwise.errors import EgressDenied, RedirectRefused
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -47,10 +47,6 @@ SIIT = ipaddress.ip_network("::ffff:0:0:0/96")
 SITE_LOCAL = ipaddress.ip_network("fec0::/10")
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class RedirectRefused(EgressDenied):
-    """A downstream answered with a redirect; hookwise never follows one."""
 
 
 def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:

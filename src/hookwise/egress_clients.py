@@ -31,14 +31,10 @@ from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient, WebhookResponse
 
 from hookwise.egress import EgressPolicy, shared_sync_client
-from hookwise.errors import PermanentFailure
+from hookwise.errors import ResponseTooLarge
 
 # What a plugin may read of one answer; a downstream cannot make hookwise hold more.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-
-
-class ResponseTooLarge(PermanentFailure):
-    """The answer was longer than MAX_RESPONSE_BYTES; nothing of it is kept."""
 
 
 def _timeout(value: Any) -> httpx.Timeout:

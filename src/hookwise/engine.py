@@ -16,30 +16,18 @@ from pydantic import ValidationError
 
 from hookwise import clock
 from hookwise.actions import ActionSpec, action_label
-from hookwise.conditions import as_text
 from hookwise.config import BoundSource, Config
-from hookwise.errors import PayloadError, UnknownSource
+from hookwise.errors import PayloadError, RenderError, UnknownSource
 from hookwise.event import Event, Incoming, new_id, safe_headers
-from hookwise.filter import check_when, with_rule
+from hookwise.flow import keys
 from hookwise.matcher import RuleIndex, verdicts
-from hookwise.rules import ActionCall, Rule, referenced_env
-from hookwise.runner import template_context
+from hookwise.rules import ActionCall, Rule
 from hookwise.sources import Delivery
 from hookwise.store import AcceptResult, NewRun, Store
-from hookwise.store.base import FlowKeys
-from hookwise.templates import RenderError, Templates
+from hookwise.templates import Templates, template_context
 from hookwise.validation import summarize
 
 log = logging.getLogger("hookwise.engine")
-# Flow blocks whose key is a template: (block, field, FlowKeys field).
-KEY_FIELDS = (
-    ("debounce", "key", "debounce"),
-    ("throttle", "key", "throttle"),
-    ("concurrency", "key", "concurrency"),
-    ("wait_for", "correlate", "wait"),
-)
-
-
 def dedupe_key(source: str, item: Incoming, body: bytes, position: int) -> str:
     """Sender's own id when there is one, else the exact body (and position in a batch)."""
     if item.dedupe_key:
@@ -47,24 +35,6 @@ def dedupe_key(source: str, item: Incoming, body: bytes, position: int) -> str:
     if item.delivery_id:
         return f"{source}:id:{item.delivery_id}"
     return f"{source}:sha256:{hashlib.sha256(body).hexdigest()}:{position}"
-
-
-FLOW_BLOCKS = ("debounce", "throttle", "concurrency", "wait_for", "approval", "notify")
-
-
-def snapshot(rule: Rule) -> dict[str, Any]:
-    """What a run needs of its rule, frozen at match time."""
-    spec = {
-        "name": rule.name,
-        "description": rule.description,
-        "actions": [call.model_dump(by_alias=True, exclude_none=True) for call in rule.actions],
-        "env": sorted(referenced_env(rule)),
-    }
-    for block in FLOW_BLOCKS:
-        value = getattr(rule, block)
-        if value is not None:
-            spec[block] = value.model_dump(by_alias=True, exclude_none=True)
-    return spec
 
 
 @dataclass
@@ -114,44 +84,14 @@ class Engine:
         """The runs an event causes under the current rules."""
         context = template_context(event, {"name": "", "description": ""})
         return [
-            self._new_run(rule, context)
+            keys.new_run(rule, context, self.templates)
             for rule in self.rules.match(context["event"], self.templates, context)
         ]
 
-    def _new_run(self, rule: Rule, context: dict[str, Any]) -> NewRun:
-        """The run with its flow keys rendered; a key that cannot render fails the run."""
-        keys: dict[str, str] = {}
-        for block, field_name, key in KEY_FIELDS:
-            settings = getattr(rule, block)
-            if settings is None:
-                continue
-            where = f"rule {rule.name}, {block}.{field_name}"
-            try:
-                text = getattr(settings, field_name)
-                keys[key] = as_text(self.templates.render(text, with_rule(rule, context), where))
-            except RenderError as exc:
-                return NewRun(new_id(), rule.name, snapshot(rule), status="dead", error=str(exc))
-        return NewRun(new_id(), rule.name, snapshot(rule), FlowKeys(**keys))
-
     def awaited(self, event: Event) -> list[tuple[str, str]]:
         """(rule, correlation key) of waiting runs this event may release."""
-        found = []
         context = template_context(event, {"name": "", "description": ""})
-        for rule in self.rules.awaiting:
-            assert rule.wait_for is not None
-            when = rule.wait_for.when
-            if not check_when(
-                when, context["event"], self.templates, with_rule(rule, context)
-            ).matched:
-                continue
-            where = f"rule {rule.name}, wait_for.correlate"
-            try:
-                key = self.templates.render(rule.wait_for.correlate, context, where)
-            except RenderError as exc:
-                log.warning("event %s cannot release runs of %s: %s", event.id, rule.name, exc)
-                continue
-            found.append((rule.name, as_text(key)))
-        return found
+        return keys.released(self.rules.awaiting, event, context, self.templates)
 
     async def receive(self, name: str, delivery: Delivery) -> list[AcceptResult]:
         assert self.store is not None
@@ -196,7 +136,7 @@ class Engine:
                     "reason": verdict.reason,
                 }
                 if verdict.matched:
-                    context = template_context(event, snapshot(rule), reveal=False)
+                    context = template_context(event, rule.snapshot(), reveal=False)
                     entry["actions"] = self._preview(rule, context)
                 rules.append(entry)
             report["events"].append({"event": event_dict, "rules": rules})

@@ -2,14 +2,19 @@
 
 HookwiseError
 ├── ConfigError            a config or rule file is wrong (carries every Problem found)
-├── RequestError           an incoming webhook is refused
+├── GlobError              a glob does not compile (a ValueError: pydantic positions it)
+├── RequestError           an incoming request is refused
 │   ├── UnknownSource      no source of that name is configured (HTTP 404)
 │   ├── VerificationError  bad or missing credentials (HTTP 401)
-│   └── PayloadError       not JSON, or not an event this source understands (HTTP 400)
+│   ├── PayloadError       not JSON, or not an event this source understands (HTTP 400)
+│   └── BodyTooLarge       the body is over the limit (HTTP 413)
+├── RenderError            a template failed, at run time (also a ValueError)
 ├── ActionError            an action did not succeed
 │   ├── RetryLater         transient: try again, optionally after `delay` seconds
 │   └── PermanentFailure   retrying cannot help (auth, validation, not found)
+│       └── ResponseTooLarge   a downstream's answer is over the limit
 ├── EgressDenied           an outgoing request would reach a forbidden address
+│   └── RedirectRefused    a downstream answered with a redirect
 └── StoreError             the store cannot do what was asked
 """
 
@@ -44,6 +49,10 @@ class ConfigError(HookwiseError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+class GlobError(HookwiseError, ValueError):
+    """Raised while a rule loads, where pydantic turns it into a positioned Problem."""
+
+
 class RequestError(HookwiseError):
     status_code = 400
     reason = "bad_request"
@@ -64,6 +73,20 @@ class PayloadError(RequestError):
     reason = "bad_payload"
 
 
+class BodyTooLarge(RequestError):
+    status_code = 413
+    reason = "too_large"
+
+
+class RenderError(HookwiseError, ValueError):
+    """A template failed; `where` says which string, for the rule author."""
+
+    def __init__(self, where: str, template: str, reason: str) -> None:
+        self.where = where
+        self.template = template
+        super().__init__(f"{where}: template {template!r} failed: {reason}")
+
+
 class ActionError(HookwiseError):
     """Base for the two outcomes an action may signal explicitly."""
 
@@ -80,8 +103,16 @@ class PermanentFailure(ActionError):
     """Retrying would fail the same way: the run goes `dead` at once."""
 
 
+class ResponseTooLarge(PermanentFailure):
+    """A downstream's answer was longer than a client may read; nothing of it is kept."""
+
+
 class EgressDenied(HookwiseError):
     """An outgoing connection was refused by the egress policy."""
+
+
+class RedirectRefused(EgressDenied):
+    """A downstream answered with a redirect; hookwise never follows one."""
 
 
 class StoreError(HookwiseError):

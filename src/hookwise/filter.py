@@ -6,11 +6,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hookwise.conditions import When, as_text
-from hookwise.globs import Glob
+from hookwise.errors import RenderError
 from hookwise.paths import MISSING, lookup
 from hookwise.rules import Rule
-from hookwise.templates import RenderError, Templates
+from hookwise.rules.globs import Glob
+from hookwise.rules.when import When, as_text
+from hookwise.templates import Templates
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from hookwise.conditions import as_text
 from hookwise.filter import Verdict, explain, first_miss, with_rule
-from hookwise.globs import Glob, is_literal
 from hookwise.paths import MISSING, lookup
 from hookwise.rules import Rule
+from hookwise.rules.globs import Glob, is_literal
+from hookwise.rules.when import as_text
 from hookwise.templates import Templates
 
 LEVELS = ("source", "domain", "event_type")

@@ -8,15 +8,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from hookwise.engine import Engine
-from hookwise.errors import RequestError, StoreError
+from hookwise.errors import BodyTooLarge, RequestError, StoreError
 from hookwise.metrics import Metrics
 from hookwise.sources import Delivery
 
 log = logging.getLogger("hookwise.receiver")
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 async def read_body(request: Request, limit: int) -> bytes:

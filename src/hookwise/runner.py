@@ -11,38 +11,33 @@ import hashlib
 import inspect
 import json
 import logging
-import math
 import os
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2.exceptions import SecurityError
 from pydantic import ValidationError
 
-from hookwise import clock, secrets
+from hookwise import clock, retry, secrets
 from hookwise.actions import ActionContext, ActionSpec, RunLog, action_label
 from hookwise.chatops.client import chat_for
 from hookwise.chatops.notify import Notifier
 from hookwise.config import Config
 from hookwise.egress import EgressPolicy
-from hookwise.errors import EgressDenied, PermanentFailure, RetryLater, StoreError
+from hookwise.errors import EgressDenied, PermanentFailure, RenderError, RetryLater, StoreError
 from hookwise.event import Event
-from hookwise.gates import Gates
+from hookwise.flow.gates import Gates
 from hookwise.metrics import Metrics
 from hookwise.plugins import Registry
-from hookwise.rules import ActionCall, RetryPolicy
+from hookwise.rules import ActionCall
 from hookwise.secrets import secret_values
 from hookwise.store import AttemptRecord, RunRecord, Store
 from hookwise.store.base import Progress
-from hookwise.templates import RenderError, Templates
+from hookwise.templates import Templates, template_context
 from hookwise.validation import summarize
 
 log = logging.getLogger("hookwise.runner")
 INTERRUPTED = "hookwise stopped during an attempt; the run resumes where it was"
-# Retry-After is honoured, but a misbehaving server must not park a run for days.
-MAX_RETRY_AFTER = 3600.0
 # How long a finished attempt waits for the store to come back before it is given up
 # (and the run is executed again once its lease has expired).
 RECORD_PATIENCE = 600.0
@@ -54,51 +49,6 @@ class Outcome:
     output: Any = None
     error: str | None = None
     delay: float | None = None
-
-
-def template_context(
-    event: Event,
-    rule: dict[str, Any],
-    outputs: dict[str, Any] | None = None,
-    *,
-    reveal: bool = True,
-    batch: list[Event] | None = None,
-    awaited: Event | None = None,
-) -> dict[str, Any]:
-    """What `with` templates and `if` see.
-
-    `event` is the latest event; `events` the debounced batch, oldest first (just
-    `event` without debounce); `awaited` the event `wait_for` waited for.
-
-    `_env` expands the rule's `${VAR}` references (see templates.py) and nothing else,
-    so a template cannot read an environment variable the rule did not declare. With
-    `reveal=False` (the dry run) references render as `${VAR}`, never as their values.
-    """
-    declared = set(rule.get("env", ()))
-
-    def env(name: str, default: str | None = None) -> str:
-        if name not in declared:
-            raise SecurityError(f"environment variable {name} is not referenced as ${{{name}}}")
-        return os.environ.get(name, default or "") if reveal else f"${{{name}}}"
-
-    event_dict = event.as_dict()
-    return {
-        "event": event_dict,
-        "data": event.data,
-        "artifact": event_dict["artifact"],
-        "artifacts": event.artifacts,
-        "rule": {"name": rule["name"], "description": rule.get("description", "")},
-        "events": [e.as_dict() for e in batch] if batch else [event_dict],
-        "awaited": awaited.as_dict() if awaited else None,
-        "steps": {key: {"output": value} for key, value in (outputs or {}).items()},
-        "_env": env,
-    }
-
-
-def backoff(policy: RetryPolicy, attempt: int) -> float:
-    """Exponential with jitter: spreads retries so a recovering downstream is not stampeded."""
-    ceiling = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1))
-    return ceiling * random.uniform(0.5, 1.0)
 
 
 class Runner:
@@ -369,13 +319,8 @@ def _next(
         step = state.step + 1
         return Progress("running" if step < len(calls) else "succeeded", step, 0, outputs)
     if outcome.status == "retry" and number < call.retry.attempts:
-        asked = outcome.delay
-        delay = (
-            min(asked, MAX_RETRY_AFTER)
-            if asked is not None and math.isfinite(asked) and asked >= 0
-            else backoff(call.retry, number)
-        )
-        return Progress("retrying", state.step, number, outputs, record.error, clock.now() + delay)
+        wait = retry.delay(call.retry, number, outcome.delay)
+        return Progress("retrying", state.step, number, outputs, record.error, clock.now() + wait)
     return Progress("dead", state.step, number, outputs, f"{label}: {record.error}")
 
 

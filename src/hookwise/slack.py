@@ -24,12 +24,12 @@ from slack_sdk.web import SlackResponse
 from slack_sdk.webhook import WebhookClient
 
 from hookwise import secrets
-from hookwise.builtin.http_post import retry_after
 from hookwise.durations import Duration
 from hookwise.egress import EgressPolicy
 from hookwise.egress_clients import GuardedWebClient, GuardedWebhookClient
 from hookwise.errors import EgressDenied, PermanentFailure, RetryLater
 from hookwise.event import Event
+from hookwise.retry import retry_after
 from hookwise.validation import http_url
 
 DEFAULT_BASE_URL = "https://slack.com/api/"

@@ -15,6 +15,7 @@ by `interrupt.watchdog` and reported as a RenderError. Callers on the event loop
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,8 @@ from typing import Any, ParamSpec, TypeVar
 from jinja2 import TemplateError, Undefined, UndefinedError
 from jinja2.exceptions import SecurityError
 
+from hookwise.errors import RenderError
+from hookwise.event import Event
 from hookwise.interrupt import Interrupted, watchdog
 from hookwise.sandbox import DEFAULT_MAX_OUTPUT, Sandbox, TooLarge, size_of
 from hookwise.yamlpos import ENV_REF
@@ -31,15 +34,6 @@ _SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}$", re.D
 DEFAULT_TIMEOUT = 2.0
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class RenderError(ValueError):
-    """A template failed; `where` says which string, for the rule author."""
-
-    def __init__(self, where: str, template: str, reason: str) -> None:
-        self.where = where
-        self.template = template
-        super().__init__(f"{where}: template {template!r} failed: {reason}")
 
 
 def make_environment(
@@ -199,3 +193,43 @@ def _describe(exc: TemplateError) -> str:
     if isinstance(exc, UndefinedError):
         return f"{exc.message} (check the spelling; `hookwise test` shows the event's fields)"
     return exc.message or type(exc).__name__
+
+
+def template_context(
+    event: Event,
+    rule: dict[str, Any],
+    outputs: dict[str, Any] | None = None,
+    *,
+    reveal: bool = True,
+    batch: list[Event] | None = None,
+    awaited: Event | None = None,
+) -> dict[str, Any]:
+    """What `with` templates and `if` see.
+
+    `event` is the latest event; `events` the debounced batch, oldest first (just
+    `event` without debounce); `awaited` the event `wait_for` waited for.
+
+    `_env` expands the rule's `${VAR}` references (see templates.py) and nothing else,
+    so a template cannot read an environment variable the rule did not declare. With
+    `reveal=False` (the dry run) references render as `${VAR}`, never as their values.
+    """
+    declared = set(rule.get("env", ()))
+
+    def env(name: str, default: str | None = None) -> str:
+        if name not in declared:
+            raise SecurityError(
+                f"environment variable {name} is not referenced as ${{{name}}}")
+        return os.environ.get(name, default or "") if reveal else f"${{{name}}}"
+
+    event_dict = event.as_dict()
+    return {
+        "event": event_dict,
+        "data": event.data,
+        "artifact": event_dict["artifact"],
+        "artifacts": event.artifacts,
+        "rule": {"name": rule["name"], "description": rule.get("description", "")},
+        "events": [e.as_dict() for e in batch] if batch else [event_dict],
+        "awaited": awaited.as_dict() if awaited else None,
+        "steps": {key: {"output": value} for key, value in (outputs or {}).items()},
+        "_env": env,
+    }

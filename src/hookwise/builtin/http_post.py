@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json as jsonlib
-from email.utils import parsedate_to_datetime
-from time import time
 from typing import Any
 
 import httpx
@@ -15,6 +13,7 @@ from hookwise.durations import Duration
 from hookwise.egress import guarded_client
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.hookspecs import hookimpl
+from hookwise.retry import retry_after
 from hookwise.secrets import excerpt
 
 MAX_BODY_KEPT = 64 * 1024
@@ -93,20 +92,6 @@ def _body(response: httpx.Response, text: str) -> Any:
         except ValueError:
             return text
     return text
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time())
-    except (TypeError, ValueError):
-        return None
 
 
 @hookimpl

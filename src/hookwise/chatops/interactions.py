@@ -20,13 +20,14 @@ from hookwise.chatops.messages import APPROVE, REJECT
 from hookwise.chatops.verify import SIGNED_HEADERS, verify_slack
 from hookwise.engine import Engine
 from hookwise.errors import (
+    BodyTooLarge,
     PayloadError,
     PermanentFailure,
     RetryLater,
     StoreError,
     VerificationError,
 )
-from hookwise.receiver import BodyTooLarge, error, read_body
+from hookwise.receiver import error, read_body
 from hookwise.sources import Delivery, parse_json
 from hookwise.store import Store
 from hookwise.validation import summarize

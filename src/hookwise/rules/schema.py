@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from hookwise.actions import ActionSpec, IntegrationSpec
-from hookwise.rules import RuleFile
+from hookwise.rules.model import RuleFile
 
 TEMPLATE = {"type": "string", "pattern": r"\{\{|\{%|\$\{", "description": "A template."}
 

@@ -13,11 +13,9 @@ from typing import Any
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
+from hookwise.errors import GlobError
+
 WILDCARDS = "*?["
-
-
-class GlobError(ValueError):
-    pass
 
 
 class Glob(str):

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from hookwise.globs import Glob
+from hookwise.rules.globs import Glob
 
 
 def as_text(value: Any) -> str:

@@ -1,19 +1,21 @@
-"""Per-rule flow control: what a rule author writes, and the keys it renders to.
+"""Per-rule flow control as a rule author writes it, and `BLOCKS`, the one table of it.
 
-Each block is optional. Keys are templates rendered against the triggering event;
-runs with equal keys share a debounce batch, a throttle period or concurrency slots.
-The store applies them (sql.py), so they hold across restarts and processes.
+Each block is optional. Keys are templates rendered against the triggering event
+(`hookwise.flow.keys`); runs with equal keys share a debounce batch, a throttle period
+or concurrency slots. The store applies them, so they hold across restarts and
+processes; `hookwise.flow.gates` holds a run at its awaited event and its approval.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hookwise.conditions import When
 from hookwise.durations import Duration
+from hookwise.rules.when import When
 
 SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 
@@ -110,3 +112,38 @@ class Notify(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     slack: SlackNotify
+
+
+@dataclass(frozen=True)
+class Block:
+    """What hookwise needs to know about one flow-control block, in one place.
+
+    `key` names the field rendered when an event matches; the rendered value goes in
+    the run's `FlowKeys.<flow_key>`. `templates` are the fields `check` compiles;
+    `conditions` those compiled as bare expressions. `needs_slack` blocks talk to Slack.
+    """
+
+    name: str
+    model: type[BaseModel]
+    key: str | None = None
+    flow_key: str | None = None
+    templates: tuple[str, ...] = ()
+    conditions: tuple[str, ...] = ()
+    needs_slack: bool = False
+
+
+BLOCKS = (
+    Block("debounce", Debounce, key="key", flow_key="debounce", templates=("key",)),
+    Block("throttle", Throttle, key="key", flow_key="throttle", templates=("key",)),
+    Block("concurrency", Concurrency, key="key", flow_key="concurrency", templates=("key",)),
+    Block(
+        "wait_for",
+        WaitFor,
+        key="correlate",
+        flow_key="wait",
+        templates=("correlate",),
+        conditions=("if",),
+    ),
+    Block("approval", Approval, templates=("message",), needs_slack=True),
+    Block("notify", Notify, needs_slack=True),
+)

@@ -1,4 +1,4 @@
-"""The rule language: models, file discovery, and whole-file validation with positions."""
+"""Loading rule files: discovery, and whole-file validation with a position for every mistake."""
 
 from __future__ import annotations
 
@@ -8,106 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import TemplateSyntaxError
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ValidationError
 
 from hookwise import secrets
 from hookwise.actions import ActionSpec, IntegrationSpec
-from hookwise.conditions import When
-from hookwise.durations import Duration
 from hookwise.errors import ConfigError, Problem
-from hookwise.flow import Approval, Concurrency, Debounce, Notify, Throttle, WaitFor
+from hookwise.rules.flow import BLOCKS
+from hookwise.rules.model import ActionCall, Rule, RuleFile, referenced_env, strings_in
 from hookwise.templates import Templates, is_template
 from hookwise.validation import did_you_mean, problems_from
 from hookwise.yamlpos import ENV_REF, Document, format_path, load_file
 
 RULE_SUFFIXES = (".yaml", ".yml")
-# Flow-control strings that are templates: (block, field).
-FLOW_TEMPLATES = (
-    ("debounce", "key"),
-    ("throttle", "key"),
-    ("concurrency", "key"),
-    ("wait_for", "correlate"),
-    ("approval", "message"),
-)
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
-
-
-class RetryPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    attempts: int = Field(default=3, ge=1, le=100, description="Total tries, the first included.")
-    backoff: Duration = Field(default=2.0, description="Delay before the 2nd try; doubles after.")
-    max_backoff: Duration = Field(default=600.0, description="Upper bound for one delay.")
-
-
-class ActionCall(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    id: str | None = Field(
-        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name for `steps.<id>`."
-    )
-    uses: str = Field(description="The action's name, e.g. http.post (see `hookwise plugins`).")
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
-    connection: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Overrides the integration's settings from the config for this action.",
-    )
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    timeout: Duration | None = Field(
-        default=None, gt=0, description="Per attempt; default: worker.action_timeout."
-    )
-
-
-class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=NAME_PATTERN)
-    description: str = ""
-    enabled: bool = True
-    when: When
-    debounce: Debounce | None = None
-    throttle: Throttle | None = None
-    concurrency: Concurrency | None = None
-    wait_for: WaitFor | None = None
-    approval: Approval | None = None
-    notify: Notify | None = None
-    actions: list[ActionCall] = Field(min_length=1)
-    _origin: str = PrivateAttr(default="")
-
-    @model_validator(mode="after")
-    def _one_hold_at_a_time(self) -> Rule:
-        if self.debounce is not None and self.wait_for is not None:
-            raise ValueError(
-                "debounce and wait_for cannot be combined: a batch has no single event to "
-                "correlate; use two rules, or wait_for alone"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> Rule:
-        ids = [a.id for a in self.actions if a.id]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"action ids must be unique within a rule: {', '.join(duplicates)}")
-        return self
-
-    @property
-    def origin(self) -> str:
-        """`file:line` of the rule, for messages and the dry run."""
-        return self._origin
-
-
-class RuleFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    rules: list[Rule] = Field(default_factory=list)
 
 
 def rule_files(path: Path) -> list[Path]:
@@ -229,7 +141,7 @@ class RuleLoader:
                 )
                 continue
             problems.extend(self._check_params(doc, (*at, "with"), spec.params, call.with_))
-            for path, text in _strings(call.with_, (*at, "with")):
+            for path, text in strings_in(call.with_, (*at, "with")):
                 problems.extend(self._compile(doc, path, text, bare=False))
             if spec.integration and raw.get("enabled", True) is not False:
                 problems.extend(self._check_connection(doc, at, spec, call))
@@ -240,39 +152,43 @@ class RuleLoader:
     ) -> list[Problem]:
         """Flow keys and messages must compile; approvals and notices need Slack configured."""
         problems: list[Problem] = []
-        for block, field_name in FLOW_TEMPLATES:
-            value = raw.get(block)
-            text = value.get(field_name) if isinstance(value, dict) else None
-            if isinstance(text, str):
-                path = (*base, block, field_name)
-                problems.extend(self._compile(doc, path, text, bare=False))
-                if ENV_REF.search(text):
-                    problems.append(
-                        doc.problem(
-                            path,
-                            f"{format_path(path)}: ${{VAR}} is not expanded here; flow keys and "
-                            "messages see event fields only",
-                        )
-                    )
-        wait_for = raw.get("wait_for")
-        if isinstance(wait_for, dict) and isinstance(wait_for.get("if"), str):
-            problems.extend(
-                self._compile(doc, (*base, "wait_for", "if"), wait_for["if"], bare=True)
-            )
-        if raw.get("enabled", True) is False:
-            return problems
         slack = self.connections.get("slack") or {}
-        for block in ("approval", "notify"):
-            if isinstance(raw.get(block), dict) and not slack.get("token"):
-                where = format_path((*base, block))
+        enabled = raw.get("enabled", True) is not False
+        for block in BLOCKS:
+            value = raw.get(block.name)
+            if not isinstance(value, dict):
+                continue
+            for field_name in block.templates:
+                text = value.get(field_name)
+                if isinstance(text, str):
+                    problems.extend(self._flow_template(doc, (*base, block.name, field_name), text))
+            for field_name in block.conditions:
+                text = value.get(field_name)
+                if isinstance(text, str):
+                    path = (*base, block.name, field_name)
+                    problems.extend(self._compile(doc, path, text, bare=True))
+            if block.needs_slack and enabled and not slack.get("token"):
+                where = format_path((*base, block.name))
                 problems.append(
                     doc.problem(
-                        (*base, block),
+                        (*base, block.name),
                         f"{where}: needs Slack: set integrations.slack.token (a bot token) "
                         "in the config file; see docs/chatops.md",
                         at_key=True,
                     )
                 )
+        return problems
+
+    def _flow_template(self, doc: Document, path: tuple[Any, ...], text: str) -> list[Problem]:
+        problems = self._compile(doc, path, text, bare=False)
+        if ENV_REF.search(text):
+            problems.append(
+                doc.problem(
+                    path,
+                    f"{format_path(path)}: ${{VAR}} is not expanded here; flow keys and "
+                    "messages see event fields only",
+                )
+            )
         return problems
 
     def _check_connection(
@@ -296,7 +212,7 @@ class RuleLoader:
             ]
         merged = {**base, **call.connection}
         problems = self._check_params(doc, (*at, "connection"), integration.settings, merged)
-        for path, text in _strings(call.connection, (*at, "connection")):
+        for path, text in strings_in(call.connection, (*at, "connection")):
             problems.extend(self._compile(doc, path, text, bare=False))
         return problems
 
@@ -343,16 +259,6 @@ class RuleLoader:
         return problems
 
 
-def _strings(value: Any, path: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str]]:
-    if isinstance(value, str):
-        return [(path, value)]
-    if isinstance(value, dict):
-        return [s for k, v in value.items() for s in _strings(v, (*path, k))]
-    if isinstance(value, list):
-        return [s for i, v in enumerate(value) for s in _strings(v, (*path, i))]
-    return []
-
-
 def _templated(params: Any, loc: tuple[Any, ...]) -> bool:
     """True when the value at `loc` (or an enclosing one) is a template string."""
     current = params
@@ -364,12 +270,3 @@ def _templated(params: Any, loc: tuple[Any, ...]) -> bool:
         except (KeyError, IndexError, TypeError):
             return False
     return isinstance(current, str) and (is_template(current) or bool(ENV_REF.search(current)))
-
-
-def referenced_env(rule: Rule) -> set[str]:
-    """Environment variables a rule's actions use: secrets, masked wherever text is shown."""
-    names: set[str] = set()
-    for call in rule.actions:
-        for _, text in _strings({"with": call.with_, "connection": call.connection}, ()):
-            names.update(name for name, _ in ENV_REF.findall(text))
-    return names

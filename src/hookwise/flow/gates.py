@@ -15,11 +15,11 @@ from hookwise import clock
 from hookwise.actions import action_label
 from hookwise.chatops.client import Posted, SlackChat
 from hookwise.chatops.messages import approval_request
-from hookwise.errors import PermanentFailure, RetryLater
+from hookwise.errors import PermanentFailure, RenderError, RetryLater
 from hookwise.event import Event
 from hookwise.store import AttemptRecord, RunRecord, Store
 from hookwise.store.base import WAITING_STATUSES, Decision, Progress
-from hookwise.templates import RenderError, Templates
+from hookwise.templates import Templates
 
 log = logging.getLogger("hookwise.gates")
 # When Slack cannot take the approval request right now, ask again after this long.
