@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from hookwise.chatops.client import SlackChat
 from hookwise.egress import EgressPolicy
 from hookwise.errors import PermanentFailure
-from hookwise.slack import SlackSettings
+from hookwise.slack.chat import SlackChat
+from hookwise.slack.settings import SlackSettings
 
 TOKEN = "xoxb-redirect-test-token"
 PASSWORD = "jira-redirect-password"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hookwise.builtin.cloudevents import decode_data
-from hookwise.chatops.verify import verify_slack
 from hookwise.errors import PayloadError, VerificationError
+from hookwise.slack.verify import verify_slack
 from hookwise.sources import parse_json
 from tests.asgi import App, sign_standard, slack_form, slack_headers
 from tests.conftest import SECRET, project, run_cli

@@ -14,13 +14,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hookwise.api import Api
-from hookwise.chatops.client import chat_for
-from hookwise.chatops.commands import Commands
-from hookwise.chatops.interactions import Interactions
 from hookwise.errors import HookwiseError, StoreError
 from hookwise.receiver import Receiver, error
 from hookwise.service import Service
-from hookwise.slack import SlackSettings
+from hookwise.slack.chat import chat_for
+from hookwise.slack.commands import Commands
+from hookwise.slack.interactions import Interactions
+from hookwise.slack.settings import SlackSettings
 
 log = logging.getLogger("hookwise")
 

@@ -31,7 +31,7 @@ DEFAULT_PLUGINS = (
     "hookwise.builtin.cloudevents",
     "hookwise.builtin.standard_webhooks",
     "hookwise.builtin.generic",
-    "hookwise.builtin.slack_integration",
+    "hookwise.slack.actions",
 )
 # Comma-separated plugin names to leave unregistered, e.g. to replace a built-in.
 BLOCK_ENV = "HOOKWISE_BLOCK_PLUGINS"

@@ -20,8 +20,6 @@ from pydantic import ValidationError
 
 from hookwise import clock, retry, secrets
 from hookwise.actions import ActionContext, ActionSpec, RunLog, action_label
-from hookwise.chatops.client import chat_for
-from hookwise.chatops.notify import Notifier
 from hookwise.config import Config
 from hookwise.egress import EgressPolicy
 from hookwise.errors import EgressDenied, PermanentFailure, RenderError, RetryLater, StoreError
@@ -31,6 +29,8 @@ from hookwise.metrics import Metrics
 from hookwise.plugins import Registry
 from hookwise.rules import ActionCall
 from hookwise.secrets import secret_values
+from hookwise.slack.chat import chat_for
+from hookwise.slack.notify import Notifier
 from hookwise.store import AttemptRecord, RunRecord, Store
 from hookwise.store.base import Progress
 from hookwise.templates import Templates, template_context

@@ -1,4 +1,4 @@
-"""The Slack plugin against a local stand-in of Slack, through the real slack_sdk over HTTP."""
+"""The Slack actions against a local stand-in of Slack, through the real slack_sdk over HTTP."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hookwise_slack
 import pytest
 from pydantic import ValidationError
 
@@ -18,6 +17,7 @@ from hookwise.egress import EgressPolicy
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.event import Event
 from hookwise.plugins import load_registry
+from hookwise.slack import actions as hookwise_slack
 from tests.conftest import fixture_bytes, project, run_cli
 from tests.standins.slack import TOKEN, WEBHOOK_PATH, SlackStandin
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from hookwise import clock
 from hookwise.actions import action_label
-from hookwise.chatops.client import Posted, SlackChat
-from hookwise.chatops.messages import approval_request
 from hookwise.errors import PermanentFailure, RenderError, RetryLater
 from hookwise.event import Event
+from hookwise.slack.chat import Posted, SlackChat
+from hookwise.slack.messages import approval_request
 from hookwise.store import AttemptRecord, RunRecord, Store
 from hookwise.store.base import WAITING_STATUSES, Decision, Progress
 from hookwise.templates import Templates

@@ -15,9 +15,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from hookwise import operations
-from hookwise.chatops.client import SlackChat
-from hookwise.chatops.messages import APPROVE, REJECT
-from hookwise.chatops.verify import SIGNED_HEADERS, verify_slack
 from hookwise.engine import Engine
 from hookwise.errors import (
     BodyTooLarge,
@@ -28,11 +25,14 @@ from hookwise.errors import (
     VerificationError,
 )
 from hookwise.receiver import error, read_body
+from hookwise.slack.chat import SlackChat
+from hookwise.slack.messages import APPROVE, REJECT
+from hookwise.slack.verify import SIGNED_HEADERS, verify_slack
 from hookwise.sources import Delivery, parse_json
 from hookwise.store import Store
 from hookwise.validation import summarize
 
-log = logging.getLogger("hookwise.chatops")
+log = logging.getLogger("hookwise.slack")
 MAX_BODY = 256 * 1024  # Slack's payloads are a few kilobytes
 
 

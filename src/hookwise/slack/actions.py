@@ -1,4 +1,5 @@
-"""Slack for hookwise: `slack.message` posts (or replies in a thread), `slack.update` edits.
+"""`slack.message` posts (or replies in a thread), `slack.update` edits; and the `slack`
+integration they share with ChatOps: a built-in plugin, registered like any other.
 
 Settings (`integrations.slack`): a bot `token` for the Web API and/or an incoming
 `webhook_url`. With a token, messages go through `chat.postMessage` and can be threaded
@@ -36,14 +37,15 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookResponse
 
-from hookwise import slack
-from hookwise.actions import ActionContext, ActionSpec
+from hookwise.actions import ActionContext, ActionSpec, IntegrationSpec
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.event import Event
 from hookwise.hookspecs import hookimpl
 from hookwise.retry import retry_after
 from hookwise.secrets import excerpt
-from hookwise.slack import CHANNEL_ID, TS, SlackSettings, artifact_label, short_digest, summary
+from hookwise.slack import api
+from hookwise.slack.settings import CHANNEL_ID, TS, SlackSettings
+from hookwise.slack.text import artifact_label, cut, escape, short_digest, summary
 
 METADATA_TYPE = "hookwise_action"
 CLOCK_SKEW = 300.0
@@ -157,33 +159,33 @@ def default_blocks(text: str, event: Event, rule: str) -> list[dict[str, Any]]:
     ]
     if artifact:
         if artifact.get("repository"):
-            facts.append(("Repository", slack.escape(artifact["repository"])))
+            facts.append(("Repository", escape(artifact["repository"])))
         label = artifact_label(artifact)
         url = artifact.get("url")
         if label and isinstance(url, str) and url.startswith(("http://", "https://")):
             link = url.replace("|", "%7C").replace(">", "%3E")
-            facts.append(("Artifact", f"<{link}|{slack.escape(label)}>"))
+            facts.append(("Artifact", f"<{link}|{escape(label)}>"))
         elif label:
-            facts.append(("Artifact", f"`{slack.escape(label)}`"))
+            facts.append(("Artifact", f"`{escape(label)}`"))
         digest = short_digest(artifact.get("digest"))
         if digest and artifact.get("tag"):  # without a tag, the label shows the digest already
-            facts.append(("Digest", f"`{slack.escape(digest)}`"))
+            facts.append(("Digest", f"`{escape(digest)}`"))
     elif isinstance(event.data, dict):
         scalars = [(k, v) for k, v in event.data.items() if isinstance(v, str | int | float)]
-        facts.extend((slack.escape(key), slack.escape(value)) for key, value in scalars[:5])
+        facts.extend((escape(key), escape(value)) for key, value in scalars[:5])
     fields = [
-        {"type": "mrkdwn", "text": slack.cut(f"*{label}*\n{value}", 2000)} for label, value in facts
+        {"type": "mrkdwn", "text": cut(f"*{label}*\n{value}", 2000)} for label, value in facts
     ]
     return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": slack.cut(text, 3000)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": cut(text, 3000)}},
         {"type": "section", "fields": fields[:10]},
         {
             "type": "context",
             "elements": [
                 {
                     "type": "mrkdwn",
-                    "text": slack.cut(
-                        f"hookwise · rule `{slack.escape(rule)}` · event `{event.id}`", 2000
+                    "text": cut(
+                        f"hookwise · rule `{escape(rule)}` · event `{event.id}`", 2000
                     ),
                 }
             ],
@@ -259,7 +261,7 @@ def post_message(params: MessageParams, context: ActionContext) -> dict[str, Any
             "slack.message needs a channel: give `channel`, or set "
             "integrations.slack.default_channel"
         )
-    client = slack.web_client(settings, context.egress)
+    client = api.web_client(settings, context.egress)
     if context.resumed:
         earlier = _earlier_post(client, settings, channel, params.thread_ts, context)
         if earlier is not None:
@@ -273,7 +275,7 @@ def post_message(params: MessageParams, context: ActionContext) -> dict[str, Any
             "event_id": context.event.id,
         },
     }
-    answer = slack.call(
+    answer = api.call(
         "chat.postMessage",
         settings,
         lambda: client.chat_postMessage(
@@ -325,8 +327,8 @@ def _post_webhook(
             f"channel {params.channel} ignored: an incoming webhook posts to the channel "
             f"chosen when it was created"
         )
-    client = slack.webhook_client(settings, context.egress)
-    response = slack.call(
+    client = api.webhook_client(settings, context.egress)
+    response = api.call(
         "incoming webhook", settings, lambda: client.send(text=text, blocks=blocks or None)
     )
     _check_webhook(response, settings)
@@ -342,7 +344,7 @@ def _check_webhook(response: WebhookResponse, settings: SlackSettings) -> None:
     said = excerpt(body, 200) or "no reason given"
     where = "Slack incoming webhook"
     if status == 429:
-        delay = retry_after(slack.header(response.headers, "retry-after"))
+        delay = retry_after(api.header(response.headers, "retry-after"))
         after = f"; retrying after {delay:g}s" if delay is not None else ""
         raise RetryLater(f"{where} was rate-limited (HTTP 429){after}", delay=delay)
     if status >= 500:
@@ -358,8 +360,8 @@ def update_message(params: UpdateParams, context: ActionContext) -> dict[str, An
             "slack.update needs integrations.slack.token: incoming webhooks cannot edit messages"
         )
     text, blocks = _content(params.text, params.blocks, context)
-    client = slack.web_client(settings, context.egress)
-    answer = slack.call(
+    client = api.web_client(settings, context.egress)
+    answer = api.call(
         "chat.update",
         settings,
         lambda: client.chat_update(channel=params.channel, ts=params.ts, text=text, blocks=blocks),
@@ -391,4 +393,16 @@ def hookwise_actions() -> list[ActionSpec]:
             description="Edit a message posted by slack.message (chat.update).",
             integration="slack",
         ),
+    ]
+
+
+@hookimpl
+def hookwise_integrations() -> list[IntegrationSpec]:
+    return [
+        IntegrationSpec(
+            "slack",
+            SlackSettings,
+            "Slack workspace: a bot token (Web API) and/or an incoming-webhook URL; "
+            "signing_secret for approvals and the /hookwise command.",
+        )
     ]

@@ -11,11 +11,11 @@ import dataclasses
 import logging
 from typing import Any
 
-from hookwise.chatops.client import Posted, SlackChat
-from hookwise.chatops.messages import run_status
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.event import Event
-from hookwise.slack import cut
+from hookwise.slack.chat import Posted, SlackChat
+from hookwise.slack.messages import run_status
+from hookwise.slack.text import cut
 from hookwise.store import AttemptRecord, RunRecord
 from hookwise.store.base import Progress
 

@@ -1,41 +1,32 @@
-"""Slack's Web API as hookwise uses it: settings, a client, and failures classified.
+"""Slack's Web API as hookwise calls it: guarded clients, and every failure classified.
 
-Slack is hookwise's ChatOps surface (approvals, status messages, the slash command),
-so its connection settings (`integrations.slack`) and the error handling live in the
-core; the `slack.message` and `slack.update` actions (plugins/slack) build on them.
 Failures follow Slack's contract: HTTP 429 retries after its Retry-After; 5xx,
 connection errors and the `ok: false` errors Slack calls transient retry; every other
-`ok: false` error (bad token, missing scope, unknown channel, …) is permanent.
+`ok: false` error (bad token, missing scope, unknown channel, …) is permanent, with a
+message that says what to fix.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import SlackResponse
 from slack_sdk.webhook import WebhookClient
 
 from hookwise import secrets
-from hookwise.durations import Duration
 from hookwise.egress import EgressPolicy
 from hookwise.egress_clients import GuardedWebClient, GuardedWebhookClient
 from hookwise.errors import EgressDenied, PermanentFailure, RetryLater
-from hookwise.event import Event
 from hookwise.retry import retry_after
-from hookwise.validation import http_url
+from hookwise.slack.settings import SlackSettings
+from hookwise.slack.text import cut
 
-DEFAULT_BASE_URL = "https://slack.com/api/"
-# Channel, group (private) and direct-message IDs; names need a lookup Slack's history API lacks.
-CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
-TS = re.compile(r"^\d+\.\d+$")
 # slack_sdk logs failed requests itself, webhook URL included; every failure is reported
 # by hookwise instead, classified and with secrets masked.
 SDK_LOG = logging.getLogger("hookwise.slack.sdk")
@@ -83,122 +74,6 @@ HINTS = {
     "restricted_action": "a workspace preference forbids the app to post in {channel}",
 }
 BLOCK_ERRORS = {"invalid_blocks", "invalid_blocks_format"}
-
-
-class SlackSettings(BaseModel):
-    """Where and as whom to post: a bot token for the Web API, or an incoming webhook."""
-
-    # Errors must not quote a mistyped token or webhook URL back into logs.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-    token: SecretStr | None = Field(
-        default=None,
-        description="Bot token (xoxb-…) with the chat:write scope; posts, threads and updates.",
-    )
-    webhook_url: SecretStr | None = Field(
-        default=None,
-        description=(
-            "Incoming-webhook URL (https://hooks.slack.com/services/…); used when no token "
-            "is set. Posts to the webhook's channel only: no threads, no updates."
-        ),
-    )
-    base_url: str = Field(
-        default=DEFAULT_BASE_URL, description="Web API root; change it only for a proxy or test."
-    )
-    default_channel: str | None = Field(
-        default=None, description="Channel for slack.message when the action names none."
-    )
-    timeout: Duration = Field(default=10.0, gt=0, description="Per request, e.g. 10s.")
-    signing_secret: SecretStr | None = Field(
-        default=None,
-        description=(
-            "The app's signing secret: verifies approval clicks (/slack/interactions) and "
-            "the /hookwise command (/slack/commands). Without it both endpoints answer 404."
-        ),
-    )
-    operators: list[str] = Field(
-        default_factory=list,
-        description=(
-            "Slack user ids (U…) allowed to run /hookwise commands that change something "
-            "(replay, approve, reject); reading commands are open to the workspace."
-        ),
-    )
-
-    @field_validator("token")
-    @classmethod
-    def _token_shape(cls, token: SecretStr | None) -> SecretStr | None:
-        if token is None:
-            return None
-        value = token.get_secret_value()
-        if not value.strip():
-            raise ValueError("token is empty")
-        if not value.startswith("xox") or any(c.isspace() for c in value):
-            raise ValueError("token must be a Slack token: xoxb-… for a bot, xoxp-… for a user")
-        return token
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook_shape(cls, url: SecretStr | None) -> SecretStr | None:
-        if url is not None:
-            http_url(url.get_secret_value(), "webhook_url")  # the message never echoes it
-        return url
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url_shape(cls, url: str) -> str:
-        # slack_sdk joins base and method with urljoin: without the slash the last segment is lost
-        http_url(url, "base_url", root=True)
-        return url if url.endswith("/") else url + "/"
-
-    @field_validator("default_channel")
-    @classmethod
-    def _channel_shape(cls, channel: str | None) -> str | None:
-        if channel is not None and not channel.strip("# "):
-            raise ValueError("default_channel is empty")
-        return channel
-
-    @model_validator(mode="after")
-    def _one_way_in(self) -> SlackSettings:
-        if self.token is None and self.webhook_url is None:
-            raise ValueError("set `token` (a bot token) or `webhook_url` (an incoming webhook)")
-        return self
-
-
-def escape(value: Any) -> str:
-    """Slack mrkdwn treats &, < and > as control characters."""
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def short_digest(digest: str | None) -> str | None:
-    """`sha256:ee34c5…` → `sha256:ee34c5c94b4d`: enough to tell images apart."""
-    if not digest:
-        return None
-    algorithm, _, hexpart = digest.rpartition(":")
-    return f"{algorithm}:{hexpart[:12]}" if algorithm else hexpart[:12]
-
-
-def artifact_label(artifact: dict[str, Any] | None) -> str | None:
-    """`image:tag`, `image@sha256:short`, or the path: how people name an artifact."""
-    if not artifact:
-        return None
-    image, tag = artifact.get("image"), artifact.get("tag")
-    if image:
-        if tag:
-            return f"{image}:{tag}"
-        digest = short_digest(artifact.get("digest"))
-        return f"{image}@{digest}" if digest else str(image)
-    return artifact.get("path") or artifact.get("name")
-
-
-def summary(event: Event) -> str:
-    """One line for notifications and screen readers: what happened, to what."""
-    what = f"{event.source}: {event.domain} {event.event_type}"
-    label = artifact_label(event.as_dict()["artifact"])
-    return f"{what} {label}" if label else what
 
 
 def web_client(settings: SlackSettings, policy: EgressPolicy) -> WebClient:

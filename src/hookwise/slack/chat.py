@@ -15,7 +15,8 @@ from slack_sdk import WebClient
 
 from hookwise.config import Config
 from hookwise.egress import EgressPolicy
-from hookwise.slack import SlackSettings, call, web_client
+from hookwise.slack.api import call, web_client
+from hookwise.slack.settings import SlackSettings
 
 
 @dataclass(frozen=True)

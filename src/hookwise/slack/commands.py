@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from hookwise import operations
-from hookwise.chatops.client import SlackChat
-from hookwise.chatops.interactions import may_approve, signed_form
 from hookwise.engine import Engine
 from hookwise.errors import StoreError
-from hookwise.slack import cut, escape
+from hookwise.slack.chat import SlackChat
+from hookwise.slack.interactions import may_approve, signed_form
+from hookwise.slack.text import cut, escape
 from hookwise.store import Store
 
 HELP = """*hookwise* commands:

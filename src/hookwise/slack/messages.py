@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from hookwise.event import Event, iso_time
-from hookwise.slack import artifact_label, cut, escape, summary
+from hookwise.slack.text import artifact_label, cut, escape, summary
 from hookwise.store.base import Decision, RunRecord
 
 APPROVE = "hookwise_approve"
