@@ -27,6 +27,7 @@ from hookwise.engine import Engine
 from hookwise.event import Event, new_id
 from hookwise.matcher import RuleIndex
 from hookwise.rules import Rule
+from hookwise.store import open_store
 from hookwise.templates import make_environment
 
 EventMaker = Callable[[random.Random, int, int], tuple[str, str, str, dict[str, Any]]]
@@ -41,11 +42,10 @@ MIN_EVENTS = 3
 
 
 def engine_for(rules: list[dict[str, Any]]) -> Engine:
-    """Only `rules` and `templates` take part in planning; the rest stays empty."""
+    """Only `rules` and `templates` take part in planning; the store is never opened."""
     index = RuleIndex([Rule.model_validate(rule) for rule in rules])
-    return Engine(
-        config=Config(), sources={}, actions={}, templates=make_environment(), rules=index
-    )
+    store = open_store("sqlite:///:memory:")
+    return Engine(Config(), {}, {}, make_environment(), store, index)
 
 
 def events(maker: EventMaker, count: int, seed: int) -> list[Event]:

@@ -10,8 +10,7 @@ import pytest
 
 from hookwise import clock
 from hookwise.event import Event, new_id
-from hookwise.store import AttemptRecord, NewRun, Store
-from hookwise.store.base import Progress
+from hookwise.store import AttemptRecord, NewRun, Progress, Store
 
 DAY = 86400.0
 T0 = 1_800_000_000.0

@@ -17,7 +17,7 @@ from hookwise.event import Event, new_id
 from hookwise.metrics import Metrics
 from hookwise.runner import Runner
 from hookwise.service import build_service
-from hookwise.store import open_store
+from hookwise.views import run_view
 from tests.conftest import SECRET, project
 
 START = 1_800_000_000.0
@@ -33,11 +33,13 @@ class Harness:
         self.engine = self.service.engine
 
     async def open(self) -> None:
-        store = open_store(self.service.config.store_url)
-        await store.open()
-        self.store = self.engine.store = store
-        registry, config = self.service.registry, self.service.config
-        self.runner = Runner(store, registry, self.engine.templates, config, Metrics())
+        await self.service.open()
+        self.store = self.service.store
+        service = self.service
+        self.runner = Runner(
+            self.store, service.registry, self.engine.templates, service.config, Metrics(),
+            service.chat,
+        )  # fmt: skip
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
@@ -69,7 +71,8 @@ class Harness:
         return executed
 
     async def runs(self, event_id: str) -> list[dict[str, Any]]:
-        return await self.store.runs_of(event_id)
+        """The event's runs as the API shows them."""
+        return [run_view(run) for run in await self.store.runs_of(event_id)]
 
 
 @pytest.fixture

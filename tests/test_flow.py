@@ -117,7 +117,7 @@ async def test_throttle_runs_once_per_key_per_period_and_records_skips(flow: Har
     assert "throttled" in skipped["error"] and "'docker-prod'" in skipped["error"]
     assert skipped["attempts"] == 0
     assert (await flow.runs(other_repo))[0]["status"] == "succeeded"
-    listed = {e["id"]: e["status"] for e in await flow.store.list_events({}, None, 10)}
+    listed = {s.event.id: s.status for s in await flow.store.list_events({}, None, 10)}
     assert listed[second] == "stopped"
     flow.advance(9 * 60 + 1)  # ten minutes after the first run
     third = await flow.emit("docker", "promoted", promoted("4"))

@@ -13,16 +13,20 @@ from hookwise import hookspecs
 from tests.conftest import Hookwise, project, run_cli
 
 PLUGIN = """
+import json
 import time
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from hookwise.actions import ActionSpec, IntegrationSpec
-from hookwise.errors import VerificationError
-from hookwise.event import Incoming
-from hookwise.hookspecs import hookimpl
-from hookwise.sources import SourceKind
+from hookwise.plugin import (
+    ActionSpec,
+    Incoming,
+    IntegrationSpec,
+    SourceKind,
+    VerificationError,
+    hookimpl,
+)
 
 
 class EchoParams(BaseModel):
@@ -90,6 +94,22 @@ def hookwise_startup(config):
 @hookimpl
 async def hookwise_shutdown(config):
     Path("stopped.txt").write_text("bye")
+
+
+@hookimpl(wrapper=True)
+def hookwise_invoke_action(spec, params, context):
+    attempt = yield
+
+    async def traced():
+        started = time.monotonic()
+        output = await attempt
+        with open("traced.jsonl", "a") as trace:
+            line = {"action": spec.name, "rule": context.rule, "step": context.action_id,
+                    "took": time.monotonic() - started}
+            trace.write(json.dumps(line) + "\\n")
+        return output
+
+    return traced()
 """
 
 RULES = """\
@@ -200,10 +220,28 @@ def test_hook_hookwise_shutdown(tmp_path: Path):
     assert (tmp_path / "stopped.txt").read_text() == "bye"
 
 
+def test_hook_hookwise_invoke_action(server: Hookwise):
+    # The plugin's wrapper sees every action, its own and the built-in ones, in order.
+    event_id = post_plain(server, "d-5", n=1).json()["event_id"]
+    [run] = server.wait_for_runs(event_id, {"succeeded"})
+    traced = [json.loads(line) for line in (server.root / "traced.jsonl").read_text().splitlines()]
+    mine = [t for t in traced if t["rule"] == "plain-echo"][-3:]
+    assert [(t["action"], t["step"]) for t in mine] == [
+        ("echo", "first"),
+        ("nap", "nap#2"),
+        ("echo", "loud"),
+    ]
+    assert mine[1]["took"] >= 0.2  # the wrapper times the action itself
+    # hookwise's own metrics are such a wrapper too.
+    metrics = server.get("/metrics").text
+    assert 'hookwise_action_attempts_total{action="nap",status="succeeded"}' in metrics
+    assert 'hookwise_action_duration_seconds_count{action="echo"}' in metrics
+
+
 def test_every_hook_has_a_test():
     hooks = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)]
     hooks = [name for name in hooks if name.startswith("hookwise_")]
-    assert len(hooks) == 6
+    assert len(hooks) == 7
     module = sys.modules[__name__]
     missing = [name for name in hooks if not hasattr(module, f"test_hook_{name}")]
     assert missing == []

@@ -12,9 +12,8 @@ import pytest
 
 from hookwise.metrics import Metrics
 from hookwise.retention import Pruner
-from hookwise.service import Service, build_service
-from hookwise.store import Store, open_store
-from hookwise.store.base import Pruned
+from hookwise.service import Hookwise, build_service
+from hookwise.store import Pruned, Store, open_store
 from tests.conftest import SECRET, project
 from tests.history import DAY, T0, Clock, finished
 
@@ -73,7 +72,7 @@ async def test_a_failing_store_is_a_warning_and_the_next_pass_still_comes(
     ]
 
 
-def service_in(root: Path, monkeypatch: pytest.MonkeyPatch, retention: str) -> Service:
+def service_in(root: Path, monkeypatch: pytest.MonkeyPatch, retention: str) -> Hookwise:
     monkeypatch.setenv("TEST_ARTIFACTORY_SECRET", SECRET)
     project(root, extra=f"retention:\n{retention}")
     return build_service(root / "hookwise.yaml")
@@ -95,8 +94,7 @@ async def test_the_service_prunes_after_start_and_stops_cleanly(
                 break
             await asyncio.sleep(0.01)
         assert pruned_total(service.metrics, "events") == 1
-        assert service.engine.store is not None
-        assert await service.engine.store.get_event(old) is None
+        assert await service.event(old) is None
     finally:
         await service.stop()
     assert service.pruner is not None and service.pruner._task is not None

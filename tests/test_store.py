@@ -20,11 +20,23 @@ from hookwise import retention
 from hookwise.config import Config
 from hookwise.errors import StoreError
 from hookwise.event import Event, new_id
-from hookwise.store import AttemptRecord, NewRun, Schema, Store, display_url, open_store
+from hookwise.status import EventStatus
+from hookwise.store import (
+    AttemptRecord,
+    Decision,
+    FlowKeys,
+    NewRun,
+    Progress,
+    Pruned,
+    Schema,
+    Store,
+    display_url,
+    open_store,
+)
 from hookwise.store import postgres as pg_schema
 from hookwise.store import sql as portable
 from hookwise.store import sqlite as sqlite_schema
-from hookwise.store.base import Decision, FlowKeys, Progress, Pruned
+from hookwise.views import run_view
 from tests.conftest import project, run_cli
 from tests.history import DAY, T0, Clock, deliver, finished, settle
 from tests.postgres import fresh_database
@@ -36,6 +48,11 @@ BACKENDS = ["sqlite", "postgresql"]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+async def viewed(store: Store, event_id: str) -> list[dict]:
+    """The event's runs as the API shows them."""
+    return [run_view(run) for run in await store.runs_of(event_id)]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -102,7 +119,7 @@ async def test_concurrent_accepts_all_land(store: Store):
     )
     assert [r.event_id for r in results] == [e.id for e in events]
     assert await store.queue_depth() == 300
-    listed = await store.list_events({"domain": "docker"}, "active", 1000)
+    listed = await store.list_events({"domain": "docker"}, EventStatus.ACTIVE, 1000)
     assert len(listed) == 300
 
 
@@ -140,7 +157,7 @@ async def test_lease_expiry_hands_the_run_to_another_worker(store: Store):
     assert not await store.record(mine.lease, run_id, attempt, Progress("succeeded", 1, 0, {}))
     attempt = AttemptRecord(run_id, 0, "log#1", 2, time.time(), time.time(), "succeeded")
     assert await store.record(theirs.lease, run_id, attempt, Progress("succeeded", 1, 0, {"a": 1}))
-    [run] = await store.runs_of(accepted.id)
+    [run] = await viewed(store, accepted.id)
     assert run["status"] == "succeeded"
     assert [(h["attempt"], h["status"]) for h in run["history"]] == [(1, "lost"), (2, "succeeded")]
     assert run["output"] == {"a": 1}
@@ -456,7 +473,7 @@ async def test_prune_removes_old_finished_runs_with_their_history(
     for gone in (retried, dead, unmatched, rejected):
         assert await store.get_event(gone) is None
     assert await store.get_run(rejected_run.id) is None
-    [kept] = await store.runs_of(recent)
+    [kept] = await viewed(store, recent)
     assert (kept["status"], len(kept["history"])) == ("succeeded", 1)
     counts = {table: rows(store_url, table) for table in TABLES}
     assert counts == {
@@ -494,8 +511,9 @@ async def test_prune_keeps_old_events_whose_work_is_not_finished(store: Store, a
 
     for kept in (retrying, approval, mixed, waiter, awaited):
         assert await store.get_event(kept) is not None, kept
-    assert [run["status"] for run in await store.runs_of(mixed)] == ["retrying"]
-    assert (await store.run_details(waiting.id) or {})["awaited_event"] == awaited
+    assert [run["status"] for run in await viewed(store, mixed)] == ["retrying"]
+    detail = await store.run_detail(waiting.id)
+    assert detail is not None and run_view(detail)["awaited_event"] == awaited
     # Once the waiting run has finished and aged, both of its events go with it.
     assert await settle(store, "succeeded") == [waiting.id]
     assert await store.prune(T0 + 10 * DAY + 1) == Pruned(events=2, runs=1, attempts=1)
@@ -576,7 +594,7 @@ async def test_a_throttle_turn_is_dropped_only_once_it_is_over(
     # Its run and event are old enough, the turn is still in force.
     assert await store.prune(T0 + 2 * DAY) == Pruned(1, 1, 1, 1, throttles=0)
     second = await deliver(store, at, T0 + 3 * DAY, throttled())
-    assert [run["status"] for run in await store.runs_of(second)] == ["skipped"]
+    assert [run["status"] for run in await viewed(store, second)] == ["skipped"]
     at.now = T0 + 8 * DAY
     assert await store.prune(T0 + 4 * DAY) == Pruned(1, 1, 0, 1, throttles=1)
     assert rows(store_url, "throttles") == 0

@@ -1,27 +1,36 @@
-"""`/api/*`: read the history, replay an event. Bearer-token protected when configured."""
+"""`/api/*`: the history of events and runs, replay and decisions, as JSON.
+
+Each handler parses the request, calls the service, and answers with the record's
+JSON view; a bearer token guards every route when `api_token` is set.
+"""
 
 from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from hookwise import operations
-from hookwise.engine import Engine
 from hookwise.errors import StoreError
 from hookwise.receiver import error
-from hookwise.store.base import EVENT_STATUSES
+from hookwise.service import Hookwise
+from hookwise.status import EventStatus
+from hookwise.views import event_view, run_view, summary_view
 
 FILTERS = ("source", "domain", "event_type")
+EVENT_STATUSES = [status.value for status in EventStatus]
 MAX_LIMIT = 1000
+Endpoint = Callable[[Request], Awaitable[JSONResponse]]
+# The HTTP status of each way a decision can end.
+DECIDED = {"recorded": 202, "unknown": 404, "repeated": 409, "not_waiting": 409}
 
 
 class Api:
-    def __init__(self, engine: Engine, token: str | None) -> None:
-        self.engine = engine
+    def __init__(self, service: Hookwise, token: str | None) -> None:
+        self.service = service
         self.token = token
 
     def routes(self) -> list[Route]:
@@ -36,14 +45,17 @@ class Api:
             Route("/api/runs/{run_id}/reject", self._guard(self.reject), methods=["POST"]),
         ]
 
-    def _guard(self, endpoint):  # noqa: ANN001, ANN202 - a Starlette endpoint in, one out
+    def _guard(self, endpoint: Endpoint) -> Endpoint:
         async def guarded(request: Request) -> JSONResponse:
             if self.token is not None:
                 sent = request.headers.get("authorization", "")
                 expected = f"Bearer {self.token}"
                 if not hmac.compare_digest(sent.encode(), expected.encode()):
                     return error(401, "unauthorized", "send Authorization: Bearer <api_token>")
-            return await endpoint(request)
+            try:
+                return await endpoint(request)
+            except StoreError:
+                return error(503, "store_unavailable", "the store cannot answer right now; retry")
 
         return guarded
 
@@ -57,36 +69,29 @@ class Api:
             limit = min(int(query.get("limit", "50")), MAX_LIMIT)
         except ValueError:
             return error(400, "bad_query", "limit must be a whole number")
-        assert self.engine.store is not None
-        events = await self.engine.store.list_events(filters, status, max(limit, 1))
-        return JSONResponse({"events": events})
+        found = await self.service.events(filters, EventStatus(status) if status else None, limit)
+        return JSONResponse({"events": [summary_view(summary) for summary in found]})
 
     async def show_event(self, request: Request) -> JSONResponse:
         event_id = request.path_params["event_id"]
-        assert self.engine.store is not None
-        event = await self.engine.store.get_event(event_id)
-        if event is None:
+        detail = await self.service.event(event_id)
+        if detail is None:
             return error(404, "not_found", f"no event {event_id}")
-        runs = await self.engine.store.runs_of(event_id)
-        return JSONResponse({"event": event.as_dict(), "runs": runs})
+        return JSONResponse(event_view(detail))
 
     async def replay_event(self, request: Request) -> JSONResponse:
         event_id = request.path_params["event_id"]
-        try:
-            runs = await self.engine.replay(event_id)
-        except StoreError:
-            return error(503, "store_unavailable", "cannot store new runs right now; try again")
+        runs = await self.service.replay(event_id)
         if runs is None:
             return error(404, "not_found", f"no event {event_id}")
         return JSONResponse({"event_id": event_id, "runs": runs}, status_code=202)
 
     async def show_run(self, request: Request) -> JSONResponse:
         run_id = request.path_params["run_id"]
-        assert self.engine.store is not None
-        run = await self.engine.store.run_details(run_id)
-        if run is None:
+        detail = await self.service.run(run_id)
+        if detail is None:
             return error(404, "not_found", f"no run {run_id}")
-        return JSONResponse({"run": run})
+        return JSONResponse({"run": run_view(detail)})
 
     async def approve(self, request: Request) -> JSONResponse:
         return await self._decide(request, "approve")
@@ -104,16 +109,8 @@ class Api:
         if not isinstance(body, dict) or not isinstance(body.get("by"), str) or not body["by"]:
             return error(400, "bad_body", 'send JSON {"by": "your name", "reason": "optional"}')
         reason = body.get("reason")
-        assert self.engine.store is not None
-        try:
-            answer = await operations.decide(
-                self.engine.store, run_id, body["by"], decision, str(reason or ""), "api"
-            )
-        except StoreError:
-            return error(503, "store_unavailable", "cannot record the decision right now")
-        if not answer.ok:
-            return error(
-                answer.status, "not_found" if answer.status == 404 else "conflict", answer.message
-            )
-        self.engine.on_new_runs()
-        return JSONResponse({"run_id": run_id, "message": answer.message}, status_code=202)
+        decided = await self.service.decide(run_id, body["by"], decision, str(reason or ""), "api")
+        if not decided.ok:
+            reason_word = "not_found" if decided.outcome == "unknown" else "conflict"
+            return error(DECIDED[decided.outcome], reason_word, decided.message)
+        return JSONResponse({"run_id": run_id, "message": decided.message}, status_code=202)

@@ -16,8 +16,7 @@ from starlette.routing import Route
 from hookwise.api import Api
 from hookwise.errors import HookwiseError, StoreError
 from hookwise.receiver import Receiver, error
-from hookwise.service import Service
-from hookwise.slack.chat import chat_for
+from hookwise.service import Hookwise
 from hookwise.slack.commands import Commands
 from hookwise.slack.interactions import Interactions
 from hookwise.slack.settings import SlackSettings
@@ -25,32 +24,27 @@ from hookwise.slack.settings import SlackSettings
 log = logging.getLogger("hookwise")
 
 
-def create_app(service: Service, on_ready: Callable[[], None] = lambda: None) -> Starlette:
+def create_app(service: Hookwise, on_ready: Callable[[], None] = lambda: None) -> Starlette:
     """`on_ready` runs once the store is open and the worker and rule watcher are running."""
     config = service.config
-    receiver = Receiver(service.engine, service.metrics, config.max_body_bytes)
+    receiver = Receiver(service, config.max_body_bytes)
     token = config.api_token.get_secret_value() if config.api_token else None
-    api = Api(service.engine, token)
-    chat = chat_for(config)
+    api = Api(service, token)
+    chat = service.chat
     slack = SlackSettings.model_validate(config.integrations["slack"]) if chat else None
     secret = slack.signing_secret.get_secret_value() if slack and slack.signing_secret else None
-    interactions = Interactions(service.engine, chat, secret)
-    commands = Commands(service.engine, chat, secret, slack.operators if slack else [])
+    interactions = Interactions(service, chat, secret)
+    commands = Commands(service, chat, secret, slack.operators if slack else [])
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse(
-            {
-                "status": "ok",
-                "rules": len(service.engine.rules.rules),
-                "sources": sorted(service.engine.sources),
-            }
+            {"status": "ok", "rules": len(service.rules), "sources": sorted(service.engine.sources)}
         )
 
     async def metrics(request: Request) -> Response:
         # The counters are worth having most when the store is down: keep the last depth.
-        if service.engine.store is not None:
-            with contextlib.suppress(StoreError):
-                service.metrics.queue_depth.set(await service.engine.store.queue_depth())
+        with contextlib.suppress(StoreError):
+            service.metrics.queue_depth.set(await service.queue_depth())
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 import uvicorn
 
-from hookwise import logs, operations, retention
+from hookwise import logs, retention
 from hookwise.config import DEFAULT_PATH, Config, load_config
 from hookwise.connections import protocol_for
 from hookwise.durations import parse_duration
@@ -26,10 +26,11 @@ from hookwise.errors import ConfigError, HookwiseError, RequestError, StoreError
 from hookwise.event import iso_time
 from hookwise.plugins import Registry, load_registry
 from hookwise.rules.schema import rules_schema
-from hookwise.service import Service, build_service
+from hookwise.service import Hookwise, build_service
 from hookwise.sources import Delivery
-from hookwise.store import Schema, Store, display_url, open_store
-from hookwise.store.base import EVENT_STATUSES, Pruned
+from hookwise.status import EventStatus
+from hookwise.store import Pruned, Schema, Store, display_url, open_store
+from hookwise.views import event_view, summary_view
 
 T = TypeVar("T")
 config_option = click.option(
@@ -57,7 +58,7 @@ def _loaded(load: Callable[[str], T], config_path: str) -> T:
         sys.exit(1)
 
 
-def _service(config_path: str) -> Service:
+def _service(config_path: str) -> Hookwise:
     """Build the service or exit 1 with every problem as file:line:col."""
     return _loaded(build_service, config_path)
 
@@ -165,7 +166,7 @@ def worker(config_path: str) -> None:
         sys.exit(1)
 
 
-async def _work(service: Service) -> None:
+async def _work(service: Hookwise) -> None:
     """Run the worker until SIGTERM or SIGINT, then stop it as `serve` does."""
     await service.start(watch=False)
     stop = asyncio.Event()
@@ -189,7 +190,7 @@ async def _work(service: Service) -> None:
 def check(config_path: str) -> None:
     """Validate the config and every rule file; exit 1 listing all problems."""
     service = _service(config_path)
-    rules = service.engine.rules.rules
+    rules = service.rules
     click.echo(
         f"ok: {len(rules)} rules, {len(service.engine.sources)} sources, "
         f"{len(service.registry.actions)} actions installed"
@@ -242,13 +243,12 @@ def test_command(
 
 
 @contextlib.asynccontextmanager
-async def _opened(service: Service) -> AsyncIterator[Service]:
-    service.engine.store = open_store(service.config.store_url)
-    await service.engine.store.open()
+async def _opened(service: Hookwise) -> AsyncIterator[Hookwise]:
+    await service.open()
     try:
         yield service
     finally:
-        await service.engine.store.close()
+        await service.close()
 
 
 def _complete(work: Coroutine[Any, Any, T]) -> T:
@@ -260,7 +260,7 @@ def _complete(work: Coroutine[Any, Any, T]) -> T:
         sys.exit(1)
 
 
-def _run(config_path: str, work: Callable[[Service], Any]) -> Any:
+def _run(config_path: str, work: Callable[[Hookwise], Awaitable[T]]) -> T:
     async def main() -> Any:
         async with _opened(_service(config_path)) as service:
             return await work(service)
@@ -271,7 +271,8 @@ def _run(config_path: str, work: Callable[[Service], Any]) -> Any:
 async def _on_store(
     config: Config, work: Callable[[Store, Schema], Awaitable[T]], upgrade: bool = False
 ) -> T:
-    """The config's store alone, without the service: for `hookwise db` commands."""
+    """The config's store alone, without plugins or rules: `hookwise db` commands must
+    work while a rule file is broken, and touch nothing but the database."""
     store = open_store(config.store_url)
     try:
         return await work(store, await store.open(upgrade=upgrade))
@@ -284,7 +285,7 @@ async def _on_store(
 @click.option("--source")
 @click.option("--domain")
 @click.option("--event-type")
-@click.option("--status", type=click.Choice(EVENT_STATUSES))
+@click.option("--status", type=click.Choice([status.value for status in EventStatus]))
 @click.option("--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def events(
@@ -300,14 +301,16 @@ def events(
     filters = {
         k: v for k, v in {"source": source, "domain": domain, "event_type": event_type}.items() if v
     }
-    found = _run(config_path, lambda s: s.engine.store.list_events(filters, status, limit))
+    wanted = EventStatus(status) if status else None
+    found = _run(config_path, lambda s: s.events(filters, wanted, limit))
     if as_json:
-        _print_json({"events": found})
+        _print_json({"events": [summary_view(summary) for summary in found]})
         return
-    for event in found:
+    for summary in found:
+        event = summary.event
         click.echo(
-            f"{event['id']}  {event['received_at']}  {event['source']}/{event['domain']}/"
-            f"{event['event_type']}  {event['status']}  runs={event['runs']}"
+            f"{event.id}  {iso_time(event.received_at)}  {event.source}/{event.domain}/"
+            f"{event.event_type}  {summary.status}  runs={summary.runs}"
         )
     if not found:
         click.echo("no events")
@@ -320,19 +323,15 @@ def events(
 def show(config_path: str, event_id: str, as_json: bool) -> None:
     """Show one event and every run it caused, with each attempt."""
 
-    async def fetch(service: Service) -> Any:
-        store = service.engine.store
-        event = await store.get_event(event_id)
-        return (event.as_dict(), await store.runs_of(event_id)) if event else None
-
-    found = _run(config_path, fetch)
-    if found is None:
+    detail = _run(config_path, lambda s: s.event(event_id))
+    if detail is None:
         click.echo(f"no event {event_id}", err=True)
         sys.exit(1)
-    event, runs = found
+    shown = event_view(detail)
     if as_json:
-        _print_json({"event": event, "runs": runs})
+        _print_json(shown)
         return
+    event, runs = shown["event"], shown["runs"]
     click.echo(f"event {event['id']}  {event['source']}/{event['domain']}/{event['event_type']}")
     click.echo(f"  received {event['received_at']}")
     click.echo(f"  data {json.dumps(event['data'], default=str)[:500]}")
@@ -357,7 +356,7 @@ def show(config_path: str, event_id: str, as_json: bool) -> None:
 @click.argument("event_id")
 def replay(config_path: str, event_id: str) -> None:
     """Re-evaluate a stored event against the current rules; a running service executes the runs."""
-    runs = _run(config_path, lambda s: s.engine.replay(event_id))
+    runs = _run(config_path, lambda s: s.replay(event_id))
     if runs is None:
         click.echo(f"no event {event_id}", err=True)
         sys.exit(1)
@@ -475,14 +474,11 @@ def prune(config_path: str, max_age: float | None) -> None:
 
 
 def _decide(config_path: str, run_id: str, decision: str, by: str, reason: str | None) -> None:
-    answer = _run(
-        config_path,
-        lambda s: operations.decide(s.engine.store, run_id, by, decision, reason, "cli"),
-    )
-    if not answer.ok:
-        click.echo(f"error: {answer.message}", err=True)
+    decided = _run(config_path, lambda s: s.decide(run_id, by, decision, reason, "cli"))
+    if not decided.ok:
+        click.echo(f"error: {decided.message}", err=True)
         sys.exit(1)
-    click.echo(f"{answer.message}; a running service acts on it")
+    click.echo(f"{decided.message}; a running service acts on it")
 
 
 _by_option = click.option(

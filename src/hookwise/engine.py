@@ -1,15 +1,15 @@
 """The pipeline, in order: verify → normalize → match → persist, then the worker acts.
 
 This is the one module that knows the order of the steps; each step lives in the
-module named after it. `dry_run` walks the same steps without persisting or acting.
+module named after it (`sources`, `matcher`, `flow.keys`, `store`). `dry_run` walks
+the same steps without persisting or acting. Everything else people do with events
+and runs goes through `service.Hookwise`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,6 +28,8 @@ from hookwise.templates import Templates, template_context
 from hookwise.validation import summarize
 
 log = logging.getLogger("hookwise.engine")
+
+
 def dedupe_key(source: str, item: Incoming, body: bytes, position: int) -> str:
     """Sender's own id when there is one, else the exact body (and position in a batch)."""
     if item.dedupe_key:
@@ -37,15 +39,36 @@ def dedupe_key(source: str, item: Incoming, body: bytes, position: int) -> str:
     return f"{source}:sha256:{hashlib.sha256(body).hexdigest()}:{position}"
 
 
-@dataclass
 class Engine:
-    config: Config
-    sources: dict[str, BoundSource]
-    actions: dict[str, ActionSpec]
-    templates: Templates
-    rules: RuleIndex
-    store: Store | None = None
-    on_new_runs: Callable[[], None] = field(default=lambda: None)
+    """Receives, plans and accepts; it is handed its store and rules and swaps nothing else.
+
+    The rule set is immutable: a reload builds a new `RuleIndex` and hands it to `use`,
+    so a delivery being matched sees one rule set from start to end.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        sources: dict[str, BoundSource],
+        actions: dict[str, ActionSpec],
+        templates: Templates,
+        store: Store,
+        rules: RuleIndex,
+    ) -> None:
+        self.config = config
+        self.sources = sources
+        self.actions = actions
+        self.templates = templates
+        self.store = store
+        self._rules = rules
+
+    @property
+    def rules(self) -> RuleIndex:
+        return self._rules
+
+    def use(self, rules: RuleIndex) -> None:
+        """Match every later delivery against `rules`."""
+        self._rules = rules
 
     def source(self, name: str) -> BoundSource:
         bound = self.sources.get(name)
@@ -94,7 +117,7 @@ class Engine:
         return keys.released(self.rules.awaiting, event, context, self.templates)
 
     async def receive(self, name: str, delivery: Delivery) -> list[AcceptResult]:
-        assert self.store is not None
+        """Verify, normalize, match, and store each event with its runs, atomically."""
         normalized = self.normalize(name, delivery)
         # Matching evaluates `if:` and renders flow keys: template work, off the event loop.
         plans = await self.templates.off_loop(
@@ -107,18 +130,12 @@ class Engine:
             key = dedupe_key(name, item, delivery.body, position)
             result = await self.store.accept(event, key, self.config.dedupe_window, runs, awaited)
             results.append(result)
-        self.on_new_runs()
         return results
 
-    async def replay(self, event_id: str) -> list[str] | None:
-        """New runs for a stored event under the current rules; None if the event is unknown."""
-        assert self.store is not None
-        event = await self.store.get_event(event_id)
-        if event is None:
-            return None
+    async def replay(self, event: Event) -> list[str]:
+        """New runs for a stored event under the current rules."""
         runs = await self.templates.off_loop(self.plan, event)
         await self.store.add_runs(event.id, runs)
-        self.on_new_runs()
         return [run.id for run in runs]
 
     def dry_run(self, name: str, delivery: Delivery) -> dict[str, Any]:

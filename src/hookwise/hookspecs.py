@@ -8,12 +8,13 @@ implementation may take any subset of them, and pluggy rejects unknown ones.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel
 
-from hookwise.actions import ActionSpec, IntegrationSpec
+from hookwise.actions import ActionContext, ActionSpec, IntegrationSpec
 from hookwise.sources import SourceKind
 
 if TYPE_CHECKING:
@@ -43,6 +44,22 @@ def hookwise_prepare_jinja(env: SandboxedEnvironment) -> None:
     """Add filters or tests to the sandboxed environment every template renders in.
 
     :param env: the environment; add to ``env.filters`` and ``env.tests``.
+    """
+
+
+@hookspec(firstresult=True)
+def hookwise_invoke_action(
+    spec: ActionSpec, params: BaseModel, context: ActionContext
+) -> Awaitable[Any]:
+    """Start one attempt of an action; return an awaitable of its output.
+
+    hookwise's own implementation calls `spec.run` (a sync one in a thread). Implement it
+    as `@hookimpl(wrapper=True)` to time, trace or log every action of every plugin:
+    `attempt = yield` gives the awaitable, return one that awaits it.
+
+    :param spec: the action, as its plugin declared it.
+    :param params: its rendered and validated parameters.
+    :param context: the event, rule, attempt, idempotency key, egress policy and log.
     """
 
 

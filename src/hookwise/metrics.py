@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Generator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic import BaseModel
+
+from hookwise.actions import ActionContext, ActionSpec
+from hookwise.errors import EgressDenied, PermanentFailure
+from hookwise.hookspecs import hookimpl
 
 
 class Metrics:
@@ -52,3 +61,31 @@ class Metrics:
             "Runs waiting to be executed or retried.",
             registry=self.registry,
         )
+
+
+class ActionMetrics:
+    """Times every action attempt and counts its outcome, for every plugin's actions:
+    a wrapper around `hookwise_invoke_action`, registered by the service."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    @hookimpl(wrapper=True)
+    def hookwise_invoke_action(
+        self, spec: ActionSpec, params: BaseModel, context: ActionContext
+    ) -> Generator[None, Awaitable[Any], Awaitable[Any]]:
+        attempt = yield
+        return self._measured(spec.name, attempt)
+
+    async def _measured(self, action: str, attempt: Awaitable[Any]) -> Any:
+        started, outcome = time.monotonic(), "retry"
+        try:
+            output = await attempt
+            outcome = "succeeded"
+            return output
+        except (PermanentFailure, EgressDenied):
+            outcome = "dead"
+            raise
+        finally:  # any other end is retried: an error, a timeout, a shutdown
+            self.metrics.action_duration.labels(action).observe(time.monotonic() - started)
+            self.metrics.action_attempts.labels(action, outcome).inc()

@@ -16,7 +16,7 @@ import pluggy
 from jinja2.sandbox import SandboxedEnvironment
 
 from hookwise import hookspecs
-from hookwise.actions import ActionSpec, IntegrationSpec
+from hookwise.actions import ActionContext, ActionSpec, IntegrationSpec
 from hookwise.errors import ConfigError, Problem
 from hookwise.sources import SourceKind
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from hookwise.config import Config
 
 DEFAULT_PLUGINS = (
+    "hookwise.builtin.invoke",
     "hookwise.builtin.log_action",
     "hookwise.builtin.http_post",
     "hookwise.builtin.artifactory",
@@ -138,6 +139,10 @@ class Registry:
         if problems:
             raise ConfigError(problems)
         return found
+
+    def invoke_action(self, spec: ActionSpec, params: Any, context: ActionContext) -> Any:
+        """The awaitable of one action attempt, through every plugin's wrappers."""
+        return self.pm.hook.hookwise_invoke_action(spec=spec, params=params, context=context)
 
     def prepare_jinja(self, env: SandboxedEnvironment) -> None:
         self.pm.hook.hookwise_prepare_jinja(env=env)

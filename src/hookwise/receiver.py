@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-from hookwise.engine import Engine
 from hookwise.errors import BodyTooLarge, RequestError, StoreError
-from hookwise.metrics import Metrics
 from hookwise.sources import Delivery
+
+if TYPE_CHECKING:
+    from hookwise.service import Hookwise
 
 log = logging.getLogger("hookwise.receiver")
 
@@ -35,9 +37,10 @@ def error(status: int, reason: str, message: str) -> JSONResponse:
 
 
 class Receiver:
-    def __init__(self, engine: Engine, metrics: Metrics, max_body_bytes: int) -> None:
-        self.engine = engine
-        self.metrics = metrics
+    def __init__(self, service: Hookwise, max_body_bytes: int) -> None:
+        self.service = service
+        self.engine = service.engine
+        self.metrics = service.metrics
         self.max_body_bytes = max_body_bytes
 
     async def handle(self, request: Request) -> JSONResponse:
@@ -46,7 +49,7 @@ class Receiver:
             bound = self.engine.source(name)
             body = await read_body(request, self.max_body_bytes)
             delivery = Delivery.from_raw(request.headers.raw, body, bound.credential_headers)
-            results = await self.engine.receive(name, delivery)
+            results = await self.service.receive(name, delivery)
         except BodyTooLarge:
             return self._reject(name, 413, "too_large", f"body exceeds {self.max_body_bytes} bytes")
         except ClientDisconnect:

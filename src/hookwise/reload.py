@@ -7,13 +7,15 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import watchfiles
 
-from hookwise.engine import Engine
 from hookwise.errors import ConfigError
-from hookwise.matcher import RuleIndex
-from hookwise.rules import RULE_SUFFIXES, RuleLoader, rule_files
+from hookwise.rules import RULE_SUFFIXES, Rule, RuleLoader, rule_files
+
+if TYPE_CHECKING:
+    from hookwise.service import Hookwise
 
 log = logging.getLogger("hookwise.reload")
 logging.getLogger("watchfiles").setLevel(logging.WARNING)
@@ -21,10 +23,10 @@ ARM_TIMEOUT = 5.0
 
 
 class Reloader:
-    def __init__(self, loader: RuleLoader, path: Path, engine: Engine) -> None:
+    def __init__(self, loader: RuleLoader, path: Path, service: Hookwise) -> None:
         self.loader = loader
         self.path = path
-        self.engine = engine
+        self.service = service
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._reloading = asyncio.Lock()
@@ -47,27 +49,27 @@ class Reloader:
         at a time: a burst of edits queues behind the one under way.
         """
         async with self._reloading:
-            index = await asyncio.to_thread(self._load)
-        if index is None:
+            rules = await asyncio.to_thread(self._load)
+        if rules is None:
             return False
-        self.engine.rules = index
-        log.info("rules reloaded: %d rules from %s", len(index.rules), self.path)
+        self.service.use_rules(rules)
+        log.info("rules reloaded: %d rules from %s", len(rules), self.path)
         return True
 
-    def _load(self) -> RuleIndex | None:
-        """The new rule index, or None (logged) when any file has a problem."""
+    def _load(self) -> list[Rule] | None:
+        """The new rules, or None (logged) when any file has a problem."""
         try:
             self._loaded = self._fingerprint()
-            return RuleIndex(self.loader.load(self.path))
+            return self.loader.load(self.path)
         except ConfigError as exc:
             log.error(
                 "rules not reloaded, keeping the %d rules in use:\n%s",
-                len(self.engine.rules.rules),
+                len(self.service.rules),
                 exc,
             )
         except Exception:  # a bug must not end reloading for good
             log.exception(
-                "rules not reloaded, keeping the %d rules in use", len(self.engine.rules.rules)
+                "rules not reloaded, keeping the %d rules in use", len(self.service.rules)
             )
         return None
 

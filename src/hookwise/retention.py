@@ -13,8 +13,7 @@ from hookwise import clock
 from hookwise.errors import StoreError
 from hookwise.event import iso_time
 from hookwise.metrics import Metrics
-from hookwise.store import Store
-from hookwise.store.base import Pruned
+from hookwise.store import Pruned, Store
 
 log = logging.getLogger("hookwise.retention")
 # The first pass waits a little, so starting up (or a restart loop) does not prune.

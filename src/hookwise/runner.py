@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -29,10 +28,9 @@ from hookwise.metrics import Metrics
 from hookwise.plugins import Registry
 from hookwise.rules import ActionCall
 from hookwise.secrets import secret_values
-from hookwise.slack.chat import chat_for
+from hookwise.slack.chat import SlackChat
 from hookwise.slack.notify import Notifier
-from hookwise.store import AttemptRecord, RunRecord, Store
-from hookwise.store.base import Progress
+from hookwise.store import AttemptRecord, Progress, RunRecord, Store
 from hookwise.templates import Templates, template_context
 from hookwise.validation import summarize
 
@@ -59,15 +57,16 @@ class Runner:
         templates: Templates,
         config: Config,
         metrics: Metrics,
+        chat: SlackChat | None,
     ) -> None:
         self.store = store
+        self.registry = registry
         self.actions = registry.actions
         self.integrations = registry.integrations
         self.egress = EgressPolicy(config.egress.allow)
         self.templates = templates
         self.config = config
         self.metrics = metrics
-        chat = chat_for(config)
         self.gates = Gates(store, templates, chat)
         self.notifier = Notifier(chat)
 
@@ -146,8 +145,6 @@ class Runner:
             outcome = await self._attempt(run, event, call, label, number, context, log, resumed)
             state.in_flight = None
             ended = time.time()
-            self.metrics.action_duration.labels(call.uses).observe(ended - started)
-            self.metrics.action_attempts.labels(call.uses, outcome.status).inc()
             record = AttemptRecord(
                 run.id,
                 step,
@@ -277,7 +274,8 @@ class Runner:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise TimeoutError
-            output = await asyncio.wait_for(invoke(spec, params, action_context), remaining)
+            attempt = self.registry.invoke_action(spec, params, action_context)
+            output = await asyncio.wait_for(attempt, remaining)
         except (PermanentFailure, EgressDenied) as exc:
             return Outcome("dead", error=str(exc))
         except RetryLater as exc:
@@ -333,10 +331,3 @@ def _log_outcome(
         log.warning("%s failed, retrying in %.1fs: %s", where, wait, error)
     elif progress.status == "dead":
         log.error("%s failed, run is dead: %s", where, error)
-
-
-async def invoke(spec: ActionSpec, params: Any, context: ActionContext) -> Any:
-    """Async actions are awaited; sync ones run in a thread so they never block the loop."""
-    if inspect.iscoroutinefunction(spec.run):
-        return await spec.run(params, context)
-    return await asyncio.to_thread(spec.run, params, context)

@@ -217,8 +217,7 @@ def template_context(
 
     def env(name: str, default: str | None = None) -> str:
         if name not in declared:
-            raise SecurityError(
-                f"environment variable {name} is not referenced as ${{{name}}}")
+            raise SecurityError(f"environment variable {name} is not referenced as ${{{name}}}")
         return os.environ.get(name, default or "") if reveal else f"${{{name}}}"
 
     event_dict = event.as_dict()

@@ -17,9 +17,10 @@ from hookwise.errors import PermanentFailure, RenderError, RetryLater
 from hookwise.event import Event
 from hookwise.slack.chat import Posted, SlackChat
 from hookwise.slack.messages import approval_request
-from hookwise.store import AttemptRecord, RunRecord, Store
-from hookwise.store.base import WAITING_STATUSES, Decision, Progress
+from hookwise.status import WAITING
+from hookwise.store import AttemptRecord, Decision, Progress, RunRecord, Store
 from hookwise.templates import Templates
+from hookwise.views import decision_view
 
 log = logging.getLogger("hookwise.gates")
 # When Slack cannot take the approval request right now, ask again after this long.
@@ -50,7 +51,7 @@ class Gates:
                 return hold
         if "approval" in run.spec and not flow.get("approved"):
             return await self._approval(run, events, flow, context)
-        if run.phase in WAITING_STATUSES:
+        if run.phase in WAITING:
             # Through the gate: queue for a concurrency slot like any new run.
             return Hold(self._progress(run, "pending", flow, due=clock.now()))
         return None
@@ -145,7 +146,7 @@ class Gates:
                 run,
                 "approval",
                 status if status != "pending" else "approved",
-                [d.as_dict() for d in decisions],
+                [decision_view(d) for d in decisions],
                 error,
             )
         due = state["deadline"] if status == "waiting_approval" else clock.now()

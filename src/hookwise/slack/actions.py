@@ -184,9 +184,7 @@ def default_blocks(text: str, event: Event, rule: str) -> list[dict[str, Any]]:
             "elements": [
                 {
                     "type": "mrkdwn",
-                    "text": cut(
-                        f"hookwise · rule `{escape(rule)}` · event `{event.id}`", 2000
-                    ),
+                    "text": cut(f"hookwise · rule `{escape(rule)}` · event `{event.id}`", 2000),
                 }
             ],
         },

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hookwise import operations
-from hookwise.engine import Engine
 from hookwise.errors import StoreError
 from hookwise.slack.chat import SlackChat
 from hookwise.slack.interactions import may_approve, signed_form
 from hookwise.slack.text import cut, escape
-from hookwise.store import Store
+from hookwise.status import RunStatus
+from hookwise.store import RunDetail
+from hookwise.views import run_view
+
+if TYPE_CHECKING:
+    from hookwise.service import Hookwise
 
 HELP = """*hookwise* commands:
 `/hookwise status`: recent events, failing runs and runs waiting for approval
@@ -42,12 +45,12 @@ class Asker:
 class Commands:
     def __init__(
         self,
-        engine: Engine,
+        service: Hookwise,
         chat: SlackChat | None,
         secret: str | None,
         operators: list[str],
     ) -> None:
-        self.engine = engine
+        self.service = service
         self.chat = chat
         self.secret = secret
         self.operators = operators
@@ -91,23 +94,18 @@ class Commands:
             }
         )
 
-    @property
-    def store(self) -> Store:
-        assert self.engine.store is not None, "the store opens before requests are served"
-        return self.engine.store
-
     async def _help(self, asker: Asker, args: list[str]) -> str:
         return HELP
 
     async def _status(self, asker: Asker, args: list[str]) -> str:
-        events = await self.store.list_events({}, None, 5)
-        failing = await self.store.recent_runs(["dead"], 5)
-        waiting = await self.store.recent_runs(["waiting_approval"], 5)
+        events = await self.service.events({}, None, 5)
+        failing = await self.service.runs([RunStatus.DEAD], 5)
+        waiting = await self.service.runs([RunStatus.WAITING_APPROVAL], 5)
         lines = ["*Recent events*"]
         lines += [
-            f"`{e['id']}` {escape(e['source'])} {escape(e['domain'])} "
-            f"{escape(e['event_type'])}: {e['status']}"
-            for e in events
+            f"`{s.event.id}` {escape(s.event.source)} {escape(s.event.domain)} "
+            f"{escape(s.event.event_type)}: {s.status}"
+            for s in events
         ] or ["none"]
         lines.append("*Failing runs*")
         lines += [f"`{r.id}` {escape(r.rule)}: {escape(cut(r.error or '', 200))}" for r in failing]
@@ -119,24 +117,24 @@ class Commands:
     async def _show(self, asker: Asker, args: list[str]) -> str:
         if len(args) != 1:
             return "Usage: `/hookwise show ID` (an event or a run id)"
-        event = await self.store.get_event(args[0])
-        if event is not None:
-            runs = await self.store.runs_of(event.id)
+        found = await self.service.event(args[0])
+        if found is not None:
+            event = found.event
             lines = [
                 f"*Event* `{event.id}`: {escape(event.source)} {escape(event.domain)} "
                 f"{escape(event.event_type)}"
             ]
-            lines += [_run_line(run) for run in runs] or ["no runs (no rule matched)"]
+            lines += [_run_line(run) for run in found.runs] or ["no runs (no rule matched)"]
             return "\n".join(lines)
-        run = await self.store.run_details(args[0])
-        if run is None:
+        detail = await self.service.run(args[0])
+        if detail is None:
             return f"No event or run `{escape(args[0])}`."
-        return _run_line(run)
+        return _run_line(detail)
 
     async def _replay(self, asker: Asker, args: list[str]) -> str:
         if len(args) != 1:
             return "Usage: `/hookwise replay EVENT_ID`"
-        runs = await self.engine.replay(args[0])
+        runs = await self.service.replay(args[0])
         if runs is None:
             return f"No event `{escape(args[0])}`."
         return f"Replaying event `{args[0]}`: {len(runs)} new runs " + " ".join(
@@ -154,20 +152,19 @@ class Commands:
             return f"Usage: `/hookwise {decision} RUN_ID`" + (
                 " [reason]" if decision == "reject" else ""
             )
-        run = await self.store.get_run(args[0])
+        detail = await self.service.run(args[0])
+        run = detail.run if detail else None
         if run is None or "approval" not in run.spec:
             return f"No run `{escape(args[0])}` waiting for approval."
         assert self.chat is not None
         if not await may_approve(self.chat, asker.user, run.spec["approval"]["approvers"]):
             return f"You are not an approver of rule {escape(run.rule)}."
         reason = " ".join(args[1:]) or None
-        answer = await operations.decide(self.store, run.id, asker.user, decision, reason, "slack")
-        if answer.ok:
-            self.engine.on_new_runs()
-        return escape(answer.message)
+        decided = await self.service.decide(run.id, asker.user, decision, reason, "slack")
+        return escape(decided.message)
 
     async def _rules(self, asker: Asker, args: list[str]) -> str:
-        rules = self.engine.rules.rules
+        rules = self.service.rules
         lines = [
             f"`{escape(r.name)}`{'' if r.enabled else ' (disabled)'}: "
             f"{escape(','.join(r.when.source))}/{escape(','.join(r.when.domain))}/"
@@ -178,7 +175,8 @@ class Commands:
         return "\n".join([f"*{len(rules)} rules*", *lines])
 
 
-def _run_line(run: dict[str, Any]) -> str:
+def _run_line(detail: RunDetail) -> str:
+    run = run_view(detail)
     error = f": {escape(cut(run['error'], 300))}" if run.get("error") else ""
     where = f"{escape(run['rule'])} · {run['status']} · {escape(run['action'])}"
     return f"run `{run['id']}` {where}{error}"

@@ -8,14 +8,13 @@ records. A refusal goes to the clicking person alone, as an ephemeral message.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from hookwise import operations
-from hookwise.engine import Engine
 from hookwise.errors import (
     BodyTooLarge,
     PayloadError,
@@ -29,8 +28,10 @@ from hookwise.slack.chat import SlackChat
 from hookwise.slack.messages import APPROVE, REJECT
 from hookwise.slack.verify import SIGNED_HEADERS, verify_slack
 from hookwise.sources import Delivery, parse_json
-from hookwise.store import Store
 from hookwise.validation import summarize
+
+if TYPE_CHECKING:
+    from hookwise.service import Hookwise
 
 log = logging.getLogger("hookwise.slack")
 MAX_BODY = 256 * 1024  # Slack's payloads are a few kilobytes
@@ -90,15 +91,10 @@ class BlockActions(BaseModel):
 
 
 class Interactions:
-    def __init__(self, engine: Engine, chat: SlackChat | None, secret: str | None) -> None:
-        self.engine = engine
+    def __init__(self, service: Hookwise, chat: SlackChat | None, secret: str | None) -> None:
+        self.service = service
         self.chat = chat
         self.secret = secret
-
-    @property
-    def store(self) -> Store:
-        assert self.engine.store is not None, "the store opens before requests are served"
-        return self.engine.store
 
     async def handle(self, request: Request) -> Response:
         form = await signed_form(request, self.secret)
@@ -127,7 +123,8 @@ class Interactions:
         user = payload.user.id
         channel = payload.channel.id if payload.channel else ""
         run_id = action.value
-        run = await self.store.get_run(run_id)
+        detail = await self.service.run(run_id)
+        run = detail.run if detail else None
         if run is None or "approval" not in run.spec:
             await self._tell(channel, user, f"hookwise knows no run {run_id} waiting for approval.")
             return
@@ -142,11 +139,9 @@ class Interactions:
             )
             return
         decision = "approve" if action.action_id == APPROVE else "reject"
-        answer = await operations.decide(self.store, run_id, user, decision, None, "slack")
-        if answer.ok:
-            self.engine.on_new_runs()
-        else:
-            await self._tell(channel, user, answer.message)
+        decided = await self.service.decide(run_id, user, decision, None, "slack")
+        if not decided.ok:
+            await self._tell(channel, user, decided.message)
 
     async def _tell(self, channel: str, user: str, text: str) -> None:
         assert self.chat is not None

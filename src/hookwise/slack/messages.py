@@ -12,7 +12,7 @@ from typing import Any
 
 from hookwise.event import Event, iso_time
 from hookwise.slack.text import artifact_label, cut, escape, summary
-from hookwise.store.base import Decision, RunRecord
+from hookwise.store import Decision, RunRecord
 
 APPROVE = "hookwise_approve"
 REJECT = "hookwise_reject"

@@ -16,8 +16,7 @@ from hookwise.event import Event
 from hookwise.slack.chat import Posted, SlackChat
 from hookwise.slack.messages import run_status
 from hookwise.slack.text import cut
-from hookwise.store import AttemptRecord, RunRecord
-from hookwise.store.base import Progress
+from hookwise.store import AttemptRecord, Progress, RunRecord
 
 log = logging.getLogger("hookwise.notify")
 # Ends that are not news when nothing was announced yet: no message, no noise.

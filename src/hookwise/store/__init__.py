@@ -1,16 +1,44 @@
-"""Where events and runs live. `open_store` picks the backend from the config's URL."""
+"""Where events and runs live. `open_store` picks the backend from the config's URL.
+
+- `base`: the contract every backend implements; `records`: what it takes and returns;
+- `sql/`: the store's logic as portable SQL, one module per part (accept, execute,
+  retention, read), shared by both backends;
+- `sqlstore`: the contract on top of `sql/`; `sqlite`, `postgres`: the backends;
+- `batching`: group commit, shared by both writers.
+"""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-from hookwise.store.base import AcceptResult, AttemptRecord, NewRun, RunRecord, Schema, Store
+from hookwise.store.base import Store
+from hookwise.store.records import (
+    AcceptResult,
+    AttemptRecord,
+    Decision,
+    EventDetail,
+    EventSummary,
+    FlowKeys,
+    NewRun,
+    Progress,
+    Pruned,
+    RunDetail,
+    RunRecord,
+    Schema,
+)
 
 __all__ = [
     "AcceptResult",
     "AttemptRecord",
+    "Decision",
+    "EventDetail",
+    "EventSummary",
+    "FlowKeys",
     "NewRun",
+    "Progress",
+    "Pruned",
+    "RunDetail",
     "RunRecord",
     "Schema",
     "Store",

@@ -1,161 +1,24 @@
-"""The store contract every backend implements, and the records it hands out."""
+"""The store contract every backend implements; the records are in `records.py`."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-from hookwise.actions import action_label
-from hookwise.event import Event, iso_time
-
-EVENT_STATUSES = ("unmatched", "active", "succeeded", "failed", "stopped")
-# Runs held back by flow control until an event, a decision or their deadline arrives.
-WAITING_STATUSES = ("waiting_event", "waiting_approval")
-ACTIVE_STATUSES = ("pending", "running", "retrying", "debouncing", *WAITING_STATUSES)
-# Ends other than succeeded and dead: the run was stopped by flow control or a person.
-STOPPED_STATUSES = ("skipped", "superseded", "expired", "rejected")
-# A run in one of these will not change again; only these are ever pruned.
-FINISHED_STATUSES = ("succeeded", "dead", *STOPPED_STATUSES)
-RUN_STATUSES = (*ACTIVE_STATUSES, *FINISHED_STATUSES)
-
-
-@dataclass(frozen=True)
-class AcceptResult:
-    event_id: str
-    duplicate: bool
-
-
-@dataclass(frozen=True)
-class Schema:
-    """The schema version a store found when it opened, and the one it left."""
-
-    found: int
-    current: int
-
-
-@dataclass(frozen=True)
-class Pruned:
-    """What a retention pass removed; `busy` when it stopped because another was under way."""
-
-    events: int = 0
-    runs: int = 0
-    attempts: int = 0
-    dedupe_keys: int = 0
-    throttles: int = 0
-    busy: bool = False
-
-    def __add__(self, other: Pruned) -> Pruned:
-        return Pruned(
-            self.events + other.events,
-            self.runs + other.runs,
-            self.attempts + other.attempts,
-            self.dedupe_keys + other.dedupe_keys,
-            self.throttles + other.throttles,
-            self.busy or other.busy,
-        )
-
-
-@dataclass(frozen=True)
-class FlowKeys:
-    """The rendered keys of a rule's flow control for one event; None where unused."""
-
-    debounce: str | None = None
-    throttle: str | None = None
-    concurrency: str | None = None
-    wait: str | None = None
-
-
-@dataclass(frozen=True)
-class NewRun:
-    """A run to create: the rule's name and a snapshot of its actions at match time.
-
-    The snapshot makes a run independent of later rule edits and reloads. A run
-    that cannot start (its flow key did not render) is created `dead` with the reason.
-    """
-
-    id: str
-    rule: str
-    spec: dict[str, Any]
-    keys: FlowKeys = FlowKeys()
-    status: str = "pending"
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One person's approve or reject of a run waiting for approval."""
-
-    run_id: str
-    actor: str
-    decision: str  # approve | reject
-    reason: str | None = None
-    via: str = "api"
-    decided_at: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "by": self.actor,
-            "decision": self.decision,
-            "reason": self.reason,
-            "via": self.via,
-            "at": iso_time(self.decided_at),
-        }
-
-
-@dataclass
-class RunRecord:
-    id: str
-    event_id: str
-    rule: str
-    status: str
-    spec: dict[str, Any]
-    step: int
-    attempt: int
-    attempts_total: int
-    outputs: dict[str, Any]
-    error: str | None
-    created_at: float
-    updated_at: float
-    next_attempt_at: float
-    flow: dict[str, Any] = field(default_factory=dict)
-    concurrency_key: str | None = None
-    awaited_event_id: str | None = None
-    lease: str = ""
-    # The status the run was claimed from, so the runner knows which gate woke it.
-    phase: str = ""
-
-
-@dataclass
-class AttemptRecord:
-    """One try of one action, as it appears in the run's history."""
-
-    run_id: str
-    step: int
-    action: str
-    number: int
-    started_at: float
-    ended_at: float
-    status: str
-    output: Any = None
-    error: str | None = None
-    log: list[dict[str, Any]] = field(default_factory=list)
-    # Flow-control entries (approval requested, decided, …) are history, not attempts.
-    counted: bool = True
-
-
-@dataclass(frozen=True)
-class Progress:
-    """The run's state after an attempt; written only while the lease is still ours."""
-
-    status: str
-    step: int
-    attempt: int
-    outputs: dict[str, Any]
-    error: str | None = None
-    next_attempt_at: float = 0.0
-    flow: dict[str, Any] | None = None  # replaces the run's flow state when given
+from hookwise.event import Event
+from hookwise.status import EventStatus, RunStatus
+from hookwise.store.records import (
+    AcceptResult,
+    AttemptRecord,
+    Decision,
+    EventSummary,
+    NewRun,
+    Progress,
+    Pruned,
+    RunDetail,
+    RunRecord,
+    Schema,
+)
 
 
 class Store(ABC):
@@ -187,7 +50,7 @@ class Store(ABC):
         dedupe_key: str,
         window: float,
         runs: list[NewRun],
-        awaited: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        awaited: Sequence[tuple[str, str]] = (),
     ) -> AcceptResult:
         """Persist the event and its runs atomically, unless `dedupe_key` was seen in `window`.
 
@@ -232,8 +95,8 @@ class Store(ABC):
     async def get_run(self, run_id: str) -> RunRecord | None: ...
 
     @abstractmethod
-    async def run_details(self, run_id: str) -> dict[str, Any] | None:
-        """The API's view of one run, with its attempts, events and decisions."""
+    async def run_detail(self, run_id: str) -> RunDetail | None:
+        """One run with its attempts, trigger events and decisions."""
 
     @abstractmethod
     async def events_of_run(self, run_id: str) -> list[Event]:
@@ -243,18 +106,18 @@ class Store(ABC):
     async def decisions_of(self, run_id: str) -> list[Decision]: ...
 
     @abstractmethod
-    async def recent_runs(self, statuses: Sequence[str], limit: int) -> list[RunRecord]:
+    async def recent_runs(self, statuses: Sequence[RunStatus], limit: int) -> list[RunRecord]:
         """Most recently updated first."""
 
     @abstractmethod
     async def list_events(
-        self, filters: dict[str, str], status: str | None, limit: int
-    ) -> list[dict[str, Any]]:
-        """Newest first, each event's dict plus `status` and `runs` (count)."""
+        self, filters: dict[str, str], status: EventStatus | None, limit: int
+    ) -> list[EventSummary]:
+        """Newest first."""
 
     @abstractmethod
-    async def runs_of(self, event_id: str) -> list[dict[str, Any]]:
-        """Runs with their attempts, oldest first."""
+    async def runs_of(self, event_id: str) -> list[RunDetail]:
+        """The event's runs, oldest first."""
 
     @abstractmethod
     async def prune(self, before: float, batch: int = 1000) -> Pruned:
@@ -273,34 +136,3 @@ class Store(ABC):
     @abstractmethod
     async def next_due(self) -> float | None:
         """When the earliest waiting run becomes due, so idle workers sleep exactly that long."""
-
-
-def run_view(run: RunRecord, attempts: list[AttemptRecord]) -> dict[str, Any]:
-    """The API's shape of a run: summary fields first, then every attempt."""
-    actions = run.spec["actions"]
-    step = min(run.step, len(actions) - 1)
-    return {
-        "id": run.id,
-        "rule": run.rule,
-        "status": run.status,
-        "action": action_label(actions[step].get("id"), actions[step]["uses"], step),
-        "attempts": run.attempts_total,
-        "output": run.outputs,
-        "error": run.error,
-        "log": [line for attempt in attempts for line in attempt.log],
-        "created_at": iso_time(run.created_at),
-        "updated_at": iso_time(run.updated_at),
-        "next_attempt_at": iso_time(run.next_attempt_at) if run.status == "retrying" else None,
-        "history": [
-            {
-                "action": a.action,
-                "attempt": a.number,
-                "status": a.status,
-                "started_at": iso_time(a.started_at),
-                "duration_ms": round((a.ended_at - a.started_at) * 1000, 1),
-                "output": a.output,
-                "error": a.error,
-            }
-            for a in attempts
-        ],
-    }

@@ -31,8 +31,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from hookwise.errors import StoreError
-from hookwise.store import sqlite
-from hookwise.store.base import Schema
+from hookwise.store import Schema, sqlite
 from hookwise.store.batching import GroupCommit, Outcome, Write
 from hookwise.store.sqlstore import SqlStore, migrations_to_apply
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from hookwise.errors import StoreError
-from hookwise.store.base import Schema
+from hookwise.store import Schema
 from hookwise.store.batching import GroupCommit, Outcome, Write
 from hookwise.store.sqlstore import SqlStore, migrations_to_apply
 

@@ -1,4 +1,4 @@
-"""The Store interface on top of `sql.py`; a backend only supplies transactions.
+"""The Store interface on top of `sql/`; a backend only supplies transactions.
 
 SQLite and PostgreSQL differ in how they connect, batch and lock, not in what they
 store, so the logic lives once and both backends pass the same tests.
@@ -9,21 +9,24 @@ from __future__ import annotations
 import functools
 from abc import abstractmethod
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hookwise import clock
 from hookwise.errors import StoreError
 from hookwise.event import Event
+from hookwise.status import EventStatus, RunStatus
 from hookwise.store import sql
-from hookwise.store.base import (
+from hookwise.store.base import Store
+from hookwise.store.records import (
     AcceptResult,
     AttemptRecord,
     Decision,
+    EventSummary,
     NewRun,
     Progress,
     Pruned,
+    RunDetail,
     RunRecord,
-    Store,
 )
 from hookwise.store.sql import Tx
 
@@ -116,10 +119,10 @@ class SqlStore(Store):
     async def get_run(self, run_id: str) -> RunRecord | None:
         return await self._read(lambda tx: sql.get_run(tx, run_id))
 
-    async def run_details(self, run_id: str) -> dict[str, Any] | None:
-        def read(tx: Tx) -> dict[str, Any] | None:
+    async def run_detail(self, run_id: str) -> RunDetail | None:
+        def read(tx: Tx) -> RunDetail | None:
             run = sql.get_run(tx, run_id)
-            return sql.run_details(tx, run) if run else None
+            return sql.run_detail(tx, run) if run else None
 
         return await self._read(read)
 
@@ -129,15 +132,15 @@ class SqlStore(Store):
     async def decisions_of(self, run_id: str) -> list[Decision]:
         return await self._read(lambda tx: sql.decisions_of(tx, run_id))
 
-    async def recent_runs(self, statuses: Sequence[str], limit: int) -> list[RunRecord]:
+    async def recent_runs(self, statuses: Sequence[RunStatus], limit: int) -> list[RunRecord]:
         return await self._read(lambda tx: sql.recent_runs(tx, statuses, limit))
 
     async def list_events(
-        self, filters: dict[str, str], status: str | None, limit: int
-    ) -> list[dict[str, Any]]:
+        self, filters: dict[str, str], status: EventStatus | None, limit: int
+    ) -> list[EventSummary]:
         return await self._read(lambda tx: sql.list_events(tx, filters, status, limit))
 
-    async def runs_of(self, event_id: str) -> list[dict[str, Any]]:
+    async def runs_of(self, event_id: str) -> list[RunDetail]:
         return await self._read(lambda tx: sql.runs_of(tx, event_id))
 
     async def prune(self, before: float, batch: int = 1000) -> Pruned:

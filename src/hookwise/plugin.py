@@ -1,0 +1,114 @@
+"""The public plugin API: everything a plugin may use from hookwise, in one module.
+
+Write `from hookwise.plugin import ...` and nothing else from hookwise. hookwise's own
+modules may move between releases; the names here stay. The plugins in this
+repository import only this module, and a test holds them to it.
+
+What is here, by what a plugin does:
+
+- declare hooks: `hookimpl`, and the specs they return: `ActionSpec`, `SourceKind`,
+  `IntegrationSpec`;
+- act: `ActionContext` (with `RunLog`), the outcomes `RetryLater` and
+  `PermanentFailure`, `retry_after` for a Retry-After header, `Duration` for settings;
+- talk to the outside, through the egress guard: `guarded_client` and
+  `guarded_sync_client` (httpx), `guard_session` (a requests session, for client
+  libraries built on it), `GuardedWebClient` and `GuardedWebhookClient` (slack-sdk);
+- receive: `Delivery`, `Incoming`, `Event`, `parse_json`, `require_str`, `TypeRule`,
+  and the checks of `signatures`: `TokenAuth`, `check_token`, `token_headers`,
+  `require_credential`, `not_empty`, `same`, `sign`, `unix_seconds`;
+- keep secrets secret: `mask` and `excerpt`; validate URLs in settings: `http_url`;
+- the whole error tree, from `HookwiseError` down.
+"""
+
+from hookwise.actions import ActionContext, ActionSpec, IntegrationSpec, RunLog
+from hookwise.artifacts import artifact
+from hookwise.durations import Duration
+from hookwise.egress import EgressPolicy, guarded_client, guarded_sync_client
+from hookwise.egress_clients import GuardedWebClient, GuardedWebhookClient, guard_session
+from hookwise.errors import (
+    ActionError,
+    BodyTooLarge,
+    ConfigError,
+    EgressDenied,
+    GlobError,
+    HookwiseError,
+    PayloadError,
+    PermanentFailure,
+    Problem,
+    RedirectRefused,
+    RenderError,
+    RequestError,
+    ResponseTooLarge,
+    RetryLater,
+    StoreError,
+    UnknownSource,
+    VerificationError,
+)
+from hookwise.event import Event, Incoming
+from hookwise.hookspecs import hookimpl
+from hookwise.retry import retry_after
+from hookwise.secrets import excerpt, mask
+from hookwise.signatures import (
+    TokenAuth,
+    check_token,
+    not_empty,
+    require_credential,
+    same,
+    sign,
+    token_headers,
+    unix_seconds,
+)
+from hookwise.sources import Delivery, SourceKind, TypeRule, parse_json, require_str
+from hookwise.validation import http_url
+
+__all__ = [
+    "ActionContext",
+    "ActionError",
+    "ActionSpec",
+    "BodyTooLarge",
+    "ConfigError",
+    "Delivery",
+    "Duration",
+    "EgressDenied",
+    "EgressPolicy",
+    "Event",
+    "GlobError",
+    "GuardedWebClient",
+    "GuardedWebhookClient",
+    "HookwiseError",
+    "Incoming",
+    "IntegrationSpec",
+    "PayloadError",
+    "PermanentFailure",
+    "Problem",
+    "RedirectRefused",
+    "RenderError",
+    "RequestError",
+    "ResponseTooLarge",
+    "RetryLater",
+    "RunLog",
+    "SourceKind",
+    "StoreError",
+    "TokenAuth",
+    "TypeRule",
+    "UnknownSource",
+    "VerificationError",
+    "artifact",
+    "check_token",
+    "excerpt",
+    "guard_session",
+    "guarded_client",
+    "guarded_sync_client",
+    "hookimpl",
+    "http_url",
+    "mask",
+    "not_empty",
+    "parse_json",
+    "require_credential",
+    "require_str",
+    "retry_after",
+    "same",
+    "sign",
+    "token_headers",
+    "unix_seconds",
+]

@@ -1,0 +1,195 @@
+"""Executing runs: claims, leases, progress, decisions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+
+from hookwise.actions import action_label
+from hookwise.event import new_id
+from hookwise.store.records import (
+    AttemptRecord,
+    Decision,
+    Progress,
+    RunRecord,
+)
+from hookwise.store.sql.common import (
+    CLAIMABLE,
+    HOLDING,
+    RUN_COLUMNS,
+    Tx,
+    not_in,
+    quoted,
+)
+from hookwise.store.sql.rows import run_record
+
+
+def claim(
+    tx: Tx,
+    owner: str,
+    limit: int,
+    lease: float,
+    exclude: Collection[str],
+    now: float,
+    row_lock: str = "",
+) -> list[RunRecord]:
+    skip = list(exclude)
+    rows = tx.execute(
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE "
+        f"((status IN ({quoted(CLAIMABLE)}) AND next_attempt_at <= ?) "
+        f"OR (status = 'running' AND lease_expires_at < ?)) {not_in('id', skip)} "
+        f"ORDER BY next_attempt_at LIMIT ?{row_lock}",
+        (now, now, *skip, limit * 4),
+    ).fetchall()
+    claimed: list[RunRecord] = []
+    for row in rows:
+        if len(claimed) == limit:
+            break
+        record = run_record(row)
+        if not _slot_free(tx, record):
+            continue
+        token = f"{owner}/{new_id()}"
+        if record.status == "running":
+            _record_lost_attempt(tx, record, now)
+            record.attempt += 1
+            record.attempts_total += 1
+        tx.execute(
+            "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires_at = ?, "
+            "attempt = ?, attempts_total = ?, updated_at = ? WHERE id = ?",
+            (token, now + lease, record.attempt, record.attempts_total, now, record.id),
+        )
+        record.phase, record.status, record.lease = record.status, "running", token
+        claimed.append(record)
+    return claimed
+
+
+def _slot_free(tx: Tx, run: RunRecord) -> bool:
+    """A run about to start its actions needs a free slot of its concurrency key.
+
+    Runs already holding one (retrying, or running with an expired lease) keep it;
+    waiting runs only pass their gate and come back as `pending` to queue for a slot.
+    A claim holds the rows it selected, so it must not wait for the key's lock: an
+    accept holding that lock may be waiting for one of those rows (supersede). A busy
+    key counts as full this time; the run is claimed on a later pass.
+    """
+    if run.concurrency_key is None or run.status not in ("pending", "debouncing"):
+        return True
+    if not tx.try_lock(f"concurrency:{run.rule}:{run.concurrency_key}"):
+        return False
+    holders = tx.execute(
+        f"SELECT COUNT(*) AS n FROM runs WHERE rule = ? AND concurrency_key = ? "
+        f"AND status IN ({quoted(HOLDING)})",
+        (run.rule, run.concurrency_key),
+    ).fetchone()["n"]
+    return bool(holders < run.spec["concurrency"].get("limit", 1))
+
+
+def renew(tx: Tx, tokens: list[str], lease: float, now: float) -> None:
+    if tokens:
+        tx.execute(
+            "UPDATE runs SET lease_expires_at = ? "
+            f"WHERE status = 'running' AND lease_owner IN ({','.join('?' * len(tokens))})",
+            (now + lease, *tokens),
+        )
+
+
+def record(
+    tx: Tx,
+    token: str,
+    run_id: str,
+    attempt: AttemptRecord | None,
+    progress: Progress,
+    now: float,
+) -> bool:
+    keep_lease = progress.status == "running"
+    flow = json.dumps(progress.flow) if progress.flow is not None else None
+    updated = tx.execute(
+        "UPDATE runs SET status = ?, step = ?, attempt = ?, "
+        "attempts_total = attempts_total + ?, outputs = ?, error = ?, "
+        "next_attempt_at = ?, updated_at = ?, flow = COALESCE(?, flow), "
+        "lease_owner = CASE WHEN ? THEN lease_owner END, "
+        "lease_expires_at = CASE WHEN ? THEN lease_expires_at END "
+        "WHERE id = ? AND lease_owner = ? AND status = 'running'",
+        (
+            progress.status,
+            progress.step,
+            progress.attempt,
+            int(attempt is not None and attempt.counted),
+            json.dumps(progress.outputs),
+            progress.error,
+            progress.next_attempt_at,
+            now,
+            flow,
+            keep_lease,
+            keep_lease,
+            run_id,
+            token,
+        ),
+    ).rowcount
+    if updated and attempt is not None:
+        insert_attempt(tx, attempt)
+    return bool(updated)
+
+
+def decide(tx: Tx, decision: Decision, now: float, for_update: str = "") -> str:
+    """Record an approver's decision and wake the run; the runner acts on it.
+
+    One decision per person and run (a database constraint), so `required: 2` means
+    two different people. Returns what happened: recorded, repeated, unknown, or the
+    run's status when it is not waiting for approval.
+    """
+    row = tx.execute(
+        f"SELECT status FROM runs WHERE id = ?{for_update}", (decision.run_id,)
+    ).fetchone()
+    if row is None:
+        return "unknown"
+    if row["status"] != "waiting_approval":
+        return row["status"]
+    inserted = tx.execute(
+        "INSERT INTO decisions (run_id, actor, decision, reason, via, decided_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, actor) DO NOTHING",
+        (decision.run_id, decision.actor, decision.decision, decision.reason, decision.via, now),
+    ).rowcount
+    if not inserted:
+        return "repeated"
+    tx.execute(
+        "UPDATE runs SET next_attempt_at = ? WHERE id = ? AND status = 'waiting_approval'",
+        (now, decision.run_id),
+    )
+    return "recorded"
+
+
+def _record_lost_attempt(tx: Tx, run: RunRecord, now: float) -> None:
+    action = run.spec["actions"][min(run.step, len(run.spec["actions"]) - 1)]
+    insert_attempt(
+        tx,
+        AttemptRecord(
+            run_id=run.id,
+            step=run.step,
+            action=action_label(action.get("id"), action["uses"], run.step),
+            number=run.attempt + 1,
+            started_at=run.updated_at,
+            ended_at=now,
+            status="lost",
+            error="the worker running this attempt stopped before finishing (lease expired)",
+        ),
+    )
+
+
+def insert_attempt(tx: Tx, attempt: AttemptRecord) -> None:
+    tx.execute(
+        "INSERT INTO attempts (run_id, step, action, number, started_at, ended_at, status, "
+        "output, error, log) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            attempt.run_id,
+            attempt.step,
+            attempt.action,
+            attempt.number,
+            attempt.started_at,
+            attempt.ended_at,
+            attempt.status,
+            json.dumps(attempt.output),
+            attempt.error,
+            json.dumps(attempt.log),
+        ),
+    )
