@@ -5,7 +5,7 @@ Use it in a rule as `message: "{{ data.image_name | shout }}"`.
 
 from jinja2.sandbox import SandboxedEnvironment
 
-from hookwise.hookspecs import hookimpl
+from hookwise.plugin import hookimpl
 
 
 def shout(value: object) -> str:

@@ -223,7 +223,7 @@ def test_hook_hookwise_shutdown(tmp_path: Path):
 def test_hook_hookwise_invoke_action(server: Hookwise):
     # The plugin's wrapper sees every action, its own and the built-in ones, in order.
     event_id = post_plain(server, "d-5", n=1).json()["event_id"]
-    [run] = server.wait_for_runs(event_id, {"succeeded"})
+    server.wait_for_runs(event_id, {"succeeded"})
     traced = [json.loads(line) for line in (server.root / "traced.jsonl").read_text().splitlines()]
     mine = [t for t in traced if t["rule"] == "plain-echo"][-3:]
     assert [(t["action"], t["step"]) for t in mine] == [

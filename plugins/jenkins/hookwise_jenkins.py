@@ -33,16 +33,22 @@ import jenkins
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
-from hookwise import secrets
-from hookwise.actions import ActionContext, ActionSpec, IntegrationSpec
-from hookwise.durations import Duration
-from hookwise.egress import EgressPolicy
-from hookwise.egress_clients import guard_session
-from hookwise.errors import ActionError, PermanentFailure, RetryLater
-from hookwise.hookspecs import hookimpl
-from hookwise.retry import retry_after
-from hookwise.secrets import excerpt
-from hookwise.validation import http_url
+from hookwise.plugin import (
+    ActionContext,
+    ActionError,
+    ActionSpec,
+    Duration,
+    EgressPolicy,
+    IntegrationSpec,
+    PermanentFailure,
+    RetryLater,
+    excerpt,
+    guard_session,
+    hookimpl,
+    http_url,
+    mask,
+    retry_after,
+)
 
 T = TypeVar("T")
 Result = Literal["FAILURE", "UNSTABLE", "ABORTED", "NOT_BUILT"]
@@ -185,7 +191,6 @@ class _Jenkins:
         token = params.token or settings.token
         self.settings = settings
         self.token = token.get_secret_value() if token else None
-        secrets.known.add([t for t in (settings.api_token.get_secret_value(), self.token) if t])
         # A fresh client per attempt: Jenkins binds crumbs to the web session, so a cached
         # client would keep sending a crumb whose session expired; one crumb GET is cheap.
         self.server = jenkins.Jenkins(
@@ -268,7 +273,7 @@ class _Jenkins:
         return PermanentFailure(self.mask(f"{what}: Jenkins answered {status}{detail}"))
 
     def mask(self, text: str) -> str:
-        return secrets.mask(text)
+        return mask(text)
 
 
 def build(params: BuildParams, context: ActionContext) -> dict[str, Any]:

@@ -44,15 +44,21 @@ import requests
 from jira import JIRA, JIRAError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from hookwise.actions import ActionContext, ActionSpec, IntegrationSpec
-from hookwise.durations import Duration
-from hookwise.egress import EgressPolicy
-from hookwise.egress_clients import guard_session
-from hookwise.errors import ActionError, PermanentFailure, RetryLater
-from hookwise.hookspecs import hookimpl
-from hookwise.retry import retry_after
-from hookwise.secrets import excerpt
-from hookwise.validation import http_url
+from hookwise.plugin import (
+    ActionContext,
+    ActionError,
+    ActionSpec,
+    Duration,
+    EgressPolicy,
+    IntegrationSpec,
+    PermanentFailure,
+    RetryLater,
+    excerpt,
+    guard_session,
+    hookimpl,
+    http_url,
+    retry_after,
+)
 
 MAX_LABEL = 100
 MAX_SUMMARY = 255

@@ -184,6 +184,7 @@ class Runner:
             raise PermanentFailure(str(exc)) from exc
         except ValidationError as exc:
             raise PermanentFailure(f"parameters invalid after rendering: {summarize(exc)}") from exc
+        secrets.known.add(secret_values(params))  # a SecretStr parameter, e.g. a trigger token
         return params, self._settings(spec, call, context, where, limit)
 
     def _settings(

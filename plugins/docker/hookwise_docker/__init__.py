@@ -25,8 +25,7 @@ an attempt that in fact succeeded returns at once instead of redeploying again.
 
 from __future__ import annotations
 
-from hookwise.actions import ActionSpec, IntegrationSpec
-from hookwise.hookspecs import hookimpl
+from hookwise.plugin import ActionSpec, IntegrationSpec, hookimpl
 from hookwise_docker.pull import PullParams, docker_pull
 from hookwise_docker.redeploy import RedeployParams, docker_redeploy
 from hookwise_docker.settings import DockerSettings

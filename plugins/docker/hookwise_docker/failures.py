@@ -13,8 +13,7 @@ import re
 import requests
 from docker.errors import APIError, DockerException
 
-from hookwise.errors import ActionError, PermanentFailure, RetryLater
-from hookwise.secrets import mask
+from hookwise.plugin import ActionError, PermanentFailure, RetryLater, mask
 
 # Checked in this order: the first pattern that matches decides.
 _RETRY_FIRST = re.compile(r"toomanyrequests|too many requests|rate limit", re.I)

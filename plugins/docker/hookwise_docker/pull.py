@@ -11,8 +11,7 @@ from docker.errors import DockerException, ImageNotFound
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from requests import RequestException
 
-from hookwise.actions import ActionContext
-from hookwise.errors import PermanentFailure
+from hookwise.plugin import ActionContext, PermanentFailure
 from hookwise_docker.failures import classify, classify_text
 from hookwise_docker.settings import HUB, DockerSettings, connect
 

@@ -40,10 +40,7 @@ from docker.models.containers import Container
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from requests import RequestException
 
-from hookwise.actions import ActionContext
-from hookwise.durations import Duration
-from hookwise.errors import ActionError, PermanentFailure, RetryLater
-from hookwise.secrets import mask
+from hookwise.plugin import ActionContext, ActionError, Duration, PermanentFailure, RetryLater, mask
 from hookwise_docker.failures import classify, engine_message
 from hookwise_docker.keep import OWN_LABELS, apply_overrides, kept_settings
 from hookwise_docker.pull import image_reference, pull_image

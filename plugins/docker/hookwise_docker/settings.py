@@ -10,8 +10,7 @@ from docker.errors import DockerException
 from docker.tls import TLSConfig
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from hookwise.durations import Duration
-from hookwise.errors import PermanentFailure, RetryLater
+from hookwise.plugin import Duration, PermanentFailure, RetryLater
 
 DEFAULT_BASE_URL = "unix:///var/run/docker.sock"
 HUB = "docker.io"
