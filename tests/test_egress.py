@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import ipaddress
 import socket
+import threading
+import tracemalloc
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -12,9 +17,15 @@ import requests
 
 from hookwise.actions import ActionContext
 from hookwise.builtin.http_post import HttpPostParams, http_post
-from hookwise.egress import EgressPolicy, guarded_client, guarded_sync_client
-from hookwise.egress_clients import guard_session
-from hookwise.errors import EgressDenied, RedirectRefused
+from hookwise.egress import (
+    EgressPolicy,
+    GuardedSyncTransport,
+    GuardedWebClient,
+    guard_session,
+    guarded_client,
+    guarded_sync_client,
+)
+from hookwise.errors import EgressDenied, PermanentFailure, RedirectRefused, ResponseTooLarge
 from hookwise.event import Event
 from hookwise.retry import retry_after
 from tests.conftest import Reply, Sink
@@ -182,3 +193,126 @@ def test_the_address_checked_is_the_address_connected(
     assert response.status_code == 200
     assert lookups == ["127.0.0.1"]
     assert len(sink.received) == 1
+
+
+class Raw:
+    """A loopback server answering every request with fixed bytes and headers."""
+
+    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
+        self.cookies: list[str | None] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                owner.cookies.append(self.headers.get("cookie"))
+                self.send_response(200)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def gzip_of(data: bytes, layers: int = 1) -> bytes:
+    for _ in range(layers):
+        data = gzip.compress(data, compresslevel=9)
+    return data
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_compressed_answer_cannot_make_hookwise_hold_more_than_the_limit(layers: int):
+    bomb = gzip_of(b"\0" * (512 * 1024 * 1024), layers)  # 512 MiB, in a few hundred kB
+    encoding = ", ".join(["gzip"] * layers)
+    server = Raw(bomb, {"content-encoding": encoding})
+    session = guard_session(requests.Session(), EgressPolicy(["127.0.0.1"]))
+    tracemalloc.start()
+    try:
+        with pytest.raises(PermanentFailure) as info:
+            session.get(server.url)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        server.close()
+    if layers == 1:
+        assert isinstance(info.value, ResponseTooLarge)
+        assert "longer than 33554432 bytes" in str(info.value)
+    else:
+        assert "content-encoding 'gzip, gzip'" in str(info.value)
+    assert peak < 80 * 1024 * 1024
+
+
+def test_http_post_reads_only_the_start_of_a_compressed_answer(sink: Sink):
+    server = Raw(gzip_of(b"x" * (200 * 1024 * 1024)), {"content-encoding": "gzip"})
+    params = HttpPostParams.model_validate({"url": server.url, "json": {}})
+    tracemalloc.start()
+    try:
+        output = asyncio.run(http_post(params, context(["127.0.0.1"])))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        server.close()
+    assert output["status"] == 200
+    assert output["body"] == "x" * (64 * 1024)
+    assert peak < 16 * 1024 * 1024
+
+
+def test_gzip_and_deflate_answers_are_read(sink: Sink):
+    for encoding, body in (
+        ("gzip", gzip.compress(b'{"ok": 1}')),
+        ("deflate", zlib.compress(b'{"ok": 1}')),
+    ):
+        server = Raw(body, {"content-encoding": encoding, "content-type": "application/json"})
+        try:
+            session = guard_session(requests.Session(), EgressPolicy(["127.0.0.1"]))
+            assert session.get(server.url).json() == {"ok": 1}
+        finally:
+            server.close()
+
+
+def test_cookies_one_session_was_given_are_not_sent_by_another():
+    server = Raw(b"{}", {"set-cookie": "JSESSIONID=admin-session; Path=/"})
+    try:
+        admin = guard_session(requests.Session(), EgressPolicy(["127.0.0.1"]), server.url)
+        admin.get(server.url)
+        admin.get(server.url)  # the session's own cookie goes back to the server
+        other = guard_session(requests.Session(), EgressPolicy(["127.0.0.1"]), server.url)
+        other.get(server.url)  # a new session, same shared connection pool
+    finally:
+        server.close()
+    assert server.cookies == [None, "JSESSIONID=admin-session", None]
+
+
+def test_a_location_that_is_not_a_url_is_still_refused_as_a_redirect(sink: Sink):
+    sink.script(Reply(302, {}, {"Location": "http://[::1"}))
+    session = guard_session(requests.Session(), EgressPolicy(["127.0.0.1"]))
+    with pytest.raises(RedirectRefused, match="a Location that is not a URL"):
+        session.post(f"{sink.url}/x", json={})
+
+
+def test_a_client_bound_to_a_non_ascii_host_accepts_its_own_urls():
+    policy = EgressPolicy(["bücher.example"])
+    client = guarded_sync_client(policy, 1, origin="https://bücher.example/api/")
+    request = client.build_request("GET", "https://BÜCHER.example/api/x")
+    GuardedSyncTransport(policy, "https://bücher.example/api/").origin.check(request)
+
+
+def test_slack_file_uploads_go_through_the_guard():
+    """files_upload_v2 posts to a URL Slack's answer names: a redirect there is refused."""
+    policy = EgressPolicy(["127.0.0.1"])
+    client = GuardedWebClient(policy=policy, token="xoxb-upload-test")
+    with pytest.raises(EgressDenied, match=r"egress to 169\.254\.169\.254"):
+        client._upload_file(url="http://169.254.169.254/latest/meta-data/", data=b"x", timeout=2)

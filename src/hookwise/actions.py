@@ -95,7 +95,7 @@ class ActionContext:
     attempt: int
     idempotency_key: str
     # Where the action may connect: hand it to egress.guarded_client or
-    # egress_clients.guard_session, which enforce it at connect time.
+    # egress.guard_session, which enforce it at connect time.
     egress: EgressPolicy
     log: RunLog = field(default_factory=lambda: RunLog("action"))
     settings: Any = None

@@ -23,8 +23,14 @@ What is here, by what a plugin does:
 from hookwise.actions import ActionContext, ActionSpec, IntegrationSpec, RunLog
 from hookwise.artifacts import artifact
 from hookwise.durations import Duration
-from hookwise.egress import EgressPolicy, guarded_client, guarded_sync_client
-from hookwise.egress_clients import GuardedWebClient, GuardedWebhookClient, guard_session
+from hookwise.egress import (
+    EgressPolicy,
+    GuardedWebClient,
+    GuardedWebhookClient,
+    guard_session,
+    guarded_client,
+    guarded_sync_client,
+)
 from hookwise.errors import (
     ActionError,
     BodyTooLarge,

@@ -20,8 +20,7 @@ from slack_sdk.web import SlackResponse
 from slack_sdk.webhook import WebhookClient
 
 from hookwise import secrets
-from hookwise.egress import EgressPolicy
-from hookwise.egress_clients import GuardedWebClient, GuardedWebhookClient
+from hookwise.egress import EgressPolicy, GuardedWebClient, GuardedWebhookClient
 from hookwise.errors import EgressDenied, PermanentFailure, RetryLater
 from hookwise.retry import retry_after
 from hookwise.slack.settings import SlackSettings

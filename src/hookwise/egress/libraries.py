@@ -9,8 +9,8 @@ says. So their requests are sent through hookwise's own guarded transport instea
 - `GuardedWebClient` and `GuardedWebhookClient` are slack-sdk's clients with their
   one urllib call replaced by the guarded transport.
 
-Either way the library's code and error handling run unchanged, and every connection
-passes `egress.GuardedSyncBackend`.
+Either way the library's code and error handling run unchanged, every connection
+passes `connect.GuardedSyncBackend`, and every answer `answers.bounded`.
 """
 
 from __future__ import annotations
@@ -28,13 +28,11 @@ from requests.cookies import extract_cookies_to_jar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 from slack_sdk import WebClient
+from slack_sdk.web.file_upload_v2_result import FileUploadV2Result
 from slack_sdk.webhook import WebhookClient, WebhookResponse
 
-from hookwise.egress import EgressPolicy, shared_sync_client
-from hookwise.errors import ResponseTooLarge
-
-# What a plugin may read of one answer; a downstream cannot make hookwise hold more.
-MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+from hookwise.egress.policy import EgressPolicy
+from hookwise.egress.transports import shared_sync_client
 
 
 def _timeout(value: Any) -> httpx.Timeout:
@@ -81,11 +79,8 @@ class GuardedAdapter(BaseAdapter):
             timeout=_timeout(timeout) if timeout is not None else httpx.USE_CLIENT_DEFAULT,
         )
         try:
-            answer = self.client.send(outgoing, stream=True)
-            try:
-                content = _read_capped(answer)
-            finally:
-                answer.close()
+            answer = self.client.send(outgoing)  # read whole, up to the transport's limit
+            content = answer.content
         except httpx.ConnectTimeout as exc:
             raise requests.ConnectTimeout(exc, request=request) from exc
         except httpx.TimeoutException as exc:
@@ -111,19 +106,6 @@ class GuardedAdapter(BaseAdapter):
 
     def close(self) -> None:
         """The connections are shared with other sessions to the same origin: kept."""
-
-
-def _read_capped(answer: httpx.Response) -> bytes:
-    chunks, size = [], 0
-    for chunk in answer.iter_bytes():
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise ResponseTooLarge(
-                f"{answer.request.method} {answer.request.url.host}: the answer is longer "
-                f"than {MAX_RESPONSE_BYTES} bytes; it was not read"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def guard_session(
@@ -163,12 +145,20 @@ class GuardedWebClient(WebClient):
     def __init__(self, *, policy: EgressPolicy, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._guarded = shared_sync_client(policy, origin=self.base_url)
+        self._policy = policy
 
     def _perform_urllib_http_request_internal(
         self, url: str, req: urllib.request.Request
     ) -> dict[str, Any]:
         answer, text = _send(self._guarded, url, req, self.timeout)
         return {"status": answer.status_code, "headers": _headers(answer), "body": text}
+
+    def _upload_file(self, *, url: str, data: bytes, timeout: int, **_: Any) -> Any:
+        """`files_upload_v2` posts to a URL Slack hands out (another host): guarded too."""
+        upload = urllib.request.Request(url, data=data, method="POST")
+        client = shared_sync_client(self._policy)
+        answer, text = _send(client, url, upload, timeout)
+        return FileUploadV2Result(status=answer.status_code, body=text)
 
 
 class GuardedWebhookClient(WebhookClient):
@@ -199,15 +189,10 @@ def _send(
                 headers=dict(req.header_items()),
                 content=req.data if isinstance(req.data, bytes) else None,  # slack-sdk: bytes
                 timeout=timeout,
-            ),
-            stream=True,
+            )
         )
-        try:
-            content = _read_capped(answer)
-        finally:
-            answer.close()
     except httpx.TimeoutException as exc:
         raise TimeoutError(f"no answer from {httpx.URL(url).host} in time") from exc
     except httpx.TransportError as exc:
         raise ConnectionError(f"cannot reach {httpx.URL(url).host}: {exc}") from exc
-    return answer, content.decode(answer.encoding or "utf-8", errors="replace")
+    return answer, answer.content.decode(answer.encoding or "utf-8", errors="replace")
