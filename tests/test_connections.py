@@ -133,3 +133,27 @@ def test_kept_alive_connections_still_serve_request_after_request(server: Hookwi
             assert response.status_code == 202
             time.sleep(0.3)  # idle between requests, within the keep-alive timeout
     assert len(server.stored("artifactory")) == 5
+
+
+def test_a_sender_that_never_reads_its_answers_is_dropped(server: Hookwise):
+    """Pipelined requests whose 404s echo a long path, never read: the server's buffers
+    fill, and the connection must not be held past the deadline."""
+    parts = urlsplit(server.url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((parts.hostname, parts.port))
+    request = b"GET /" + b"a" * 15000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    sock.settimeout(0.5)
+    started = time.monotonic()
+    sent = 0
+    while time.monotonic() - started < 10:
+        try:
+            sock.sendall(request)
+            sent += 1
+        except (TimeoutError, OSError):
+            break  # the server stopped reading, or dropped us
+    assert sent > 10
+    wait_until(lambda: "did not read its answer for 1s" in "\n".join(server.log), timeout=10)
+    assert time.monotonic() - started < 15
+    sock.close()
+    assert server.get("/healthz").status_code == 200

@@ -103,4 +103,4 @@ def test_the_service_answers_while_a_rule_renders_for_seconds(hookwise_factory):
         done.set()
         prober.join()
     assert len(latencies) > 20
-    assert max(latencies) < 1.0, max(latencies)
+    assert max(latencies) < 1.0, sorted(latencies)[-5:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import logging
 from pathlib import Path
@@ -29,9 +30,15 @@ def forms(secret: str) -> list[str]:
         quote(secret, safe=""),
         quote(secret, safe="/"),  # what httpx leaves unencoded in a query
         quote_plus(secret),
+        quote(quote(secret, safe=""), safe=""),  # a URL inside a URL
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
         json.dumps(quote(secret, safe="/"))[1:-1],
+        json.dumps(json.dumps(secret)[1:-1])[1:-1],  # JSON inside JSON
+        quote(json.dumps(secret, ensure_ascii=False)[1:-1], safe=""),  # JSON, then a URL
+        html.escape(secret),  # an HTML error page
+        "".join(f"&#{ord(c)};" for c in secret),
+        "".join(f"&#x{ord(c):x};" for c in secret),
     ]
 
 
@@ -58,6 +65,27 @@ def test_basic_auth_is_masked_whatever_the_user_name():
             "sent Authorization: Basic ***, got 401"
         )
     assert secrets.mask("Basic " + base64.b64encode(b"bot:other").decode()).startswith("Basic Ym")
+
+
+def test_basic_auth_in_latin_1_and_wrapped_base64_are_masked():
+    secrets = Secrets(["pässwort-123"])
+    latin = base64.b64encode("bot:pässwort-123".encode("latin-1")).decode()
+    assert secrets.mask(f"Authorization: Basic {latin}") == "Authorization: Basic ***"
+    blob = base64.encodebytes(b"x" * 100 + "pässwort-123".encode() + b"y" * 100).decode()
+    assert "\n" in blob.strip()  # wrapped at 76 columns, as MIME and PEM write it
+    assert secrets.mask(f"body: {blob}") == "body: ***\n"
+
+
+def test_dict_keys_are_masked_too():
+    secrets = Secrets(["deploy-token-99"])
+    echoed = {"form": {'{"token": "deploy-token-99"}': ""}, "n": 1}
+    assert secrets.redact(echoed) == {"form": {'{"token": "***"}': ""}, "n": 1}
+
+
+def test_a_secret_cut_before_an_ellipsis_in_the_middle_of_a_text_is_masked():
+    secrets = Secrets(["xoxb-2222222222-3333333333-AbCdEf"])
+    cut = "sent Authorization: Bearer xoxb-2222222222-3333… (and more)"
+    assert secrets.mask(cut) == "sent Authorization: Bearer ***… (and more)"
 
 
 def test_masking_happens_before_cutting():

@@ -415,6 +415,13 @@ AMPLIFIERS = [
     "[1]|slice(100000000)|list",
     "([[1] * 100000] * 10)|sum(start=[])",
     '(1).to_bytes(1000000000, "big")',
+    'range(400)|map("center", 1000000)|list',
+    '"".join(range(400)|map("center", 1000000))',
+    '("{0}" * 200).format("y" * 100000)',
+    '("{a}" * 200).format_map({"a": "y" * 100000})',
+    '("%(a)s" * 200) % {"a": "y" * 100000}',
+    '("%s" * 200)|format(a="y" * 100000)',
+    '("1" * 1000)|replace(1, "y" * 100000)',
 ]
 
 
@@ -494,3 +501,9 @@ def test_a_caller_with_less_time_shortens_the_deadline():
             timeout=0.3,
         )
     assert time.monotonic() - started < 1.0
+
+
+def test_urlize_is_not_available():
+    # Its regex is quadratic: one call on a long field would outlive any deadline.
+    with pytest.raises(RenderError, match="No filter named 'urlize'"):
+        make_environment().evaluate("'http://x'|urlize", {})

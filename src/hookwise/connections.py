@@ -8,6 +8,9 @@ them, so a few hundred slow connections hold the server's file descriptors for g
   the first byte of a later request on a kept-alive connection (idle kept-alive
   connections are uvicorn's `timeout_keep_alive`, 5 s);
 - the body must be complete `body_timeout` after the headers;
+- an answer the sender does not read (the connection's buffers full) must move again
+  within `body_timeout`, or the connection is dropped: a sender that pipelines requests
+  and never reads cannot hold a connection forever;
 - past `max_connections` open connections, a new one is answered 503 and closed.
 
 A sender that misses a deadline gets `408 Request Timeout` (unless an answer already
@@ -74,6 +77,7 @@ class GuardedH11Protocol(H11Protocol):
         self._phase: str | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._refused = False
+        self._blocked: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -99,8 +103,31 @@ class GuardedH11Protocol(H11Protocol):
         super().on_response_complete()
         self._follow()
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._blocked = self.loop.call_later(self.settings.body_timeout, self._unread)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._blocked is not None:
+            self._blocked.cancel()
+            self._blocked = None
+
+    def _unread(self) -> None:
+        self._blocked = None
+        log.info(
+            "dropped a connection from %s: it did not read its answer for %gs "
+            "(server.body_timeout)",
+            self.client[0] if self.client else "?",
+            self.settings.body_timeout,
+        )
+        self.transport.abort()  # what is buffered cannot be delivered anyway
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._enter(None)
+        if self._blocked is not None:
+            self._blocked.cancel()
+            self._blocked = None
         super().connection_lost(exc)
 
     def _follow(self) -> None:

@@ -118,23 +118,27 @@ class Engine:
 
     async def receive(self, name: str, delivery: Delivery) -> list[AcceptResult]:
         """Verify, normalize, match, and store each event with its runs, atomically."""
-        normalized = self.normalize(name, delivery)
-        # Matching evaluates `if:` and renders flow keys: template work, off the event loop.
-        plans = await self.templates.off_loop(
-            lambda: [(self.plan(event), self.awaited(event)) for _, event in normalized]
-        )
+        # Verifying, parsing and matching (templates in `if:` and flow keys) is CPU work
+        # on the sender's bytes: off the event loop, in the intake lane.
+        planned = await self.templates.off_loop(self._planned, name, delivery, lane="intake")
         results = []
-        for position, ((item, event), (runs, awaited)) in enumerate(
-            zip(normalized, plans, strict=True)
-        ):
+        for position, (item, event, runs, awaited) in enumerate(planned):
             key = dedupe_key(name, item, delivery.body, position)
             result = await self.store.accept(event, key, self.config.dedupe_window, runs, awaited)
             results.append(result)
         return results
 
+    def _planned(
+        self, name: str, delivery: Delivery
+    ) -> list[tuple[Incoming, Event, list[NewRun], list[tuple[str, str]]]]:
+        return [
+            (item, event, self.plan(event), self.awaited(event))
+            for item, event in self.normalize(name, delivery)
+        ]
+
     async def replay(self, event: Event) -> list[str]:
         """New runs for a stored event under the current rules."""
-        runs = await self.templates.off_loop(self.plan, event)
+        runs = await self.templates.off_loop(self.plan, event, lane="intake")
         await self.store.add_runs(event.id, runs)
         return [run.id for run in runs]
 

@@ -153,6 +153,9 @@ class Sandbox(ImmutableSandboxedEnvironment):
         super().__init__(undefined=StrictUndefined, autoescape=False, finalize=self._finalize)
         self.max_output = max_output
         self.globals.pop("lipsum", None)  # lipsum(10**8) writes a book; no rule needs it
+        # urlize's regex is quadratic: one call on a long field runs for hours, and a
+        # single C call cannot be stopped by the deadline.
+        self.filters.pop("urlize", None)
         self.filters["tojson"] = self._tojson
         self.concat = self._concat  # type: ignore[method-assign]
 
@@ -217,11 +220,20 @@ class Sandbox(ImmutableSandboxedEnvironment):
         ):
             raise TooLarge(f"a product of integers would exceed {MAX_INT_BITS} bits")
 
+    def _biggest(self, values: Iterable[Any]) -> int:
+        return max((size_of(v, self.max_output) for v in values), default=0)
+
     def check_percent(self, text: str, arguments: Any) -> None:
-        """`'%10000000s' % x`: widths and precisions count against the limit."""
-        values = arguments if isinstance(arguments, tuple) else (arguments,)
-        size = len(text) + sum(size_of(v, self.max_output) for v in values)
-        for width, precision in _PERCENT_SPEC.findall(text):
+        """`'%10000000s' % x`: widths count against the limit, and every field as if it
+        printed the largest argument (`'%(a)s%(a)s…' % {'a': s}` prints `s` each time)."""
+        if isinstance(arguments, dict):
+            values: Iterable[Any] = arguments.values()
+        else:
+            values = arguments if isinstance(arguments, tuple) else (arguments,)
+        specs = [m for m in _PERCENT_SPEC.finditer(text) if not m.group(0).endswith("%%")]
+        size = len(text) + len(specs) * self._biggest(values)
+        for spec in specs:
+            width, precision = spec.group(1), spec.group(2)
             if "*" in (width, precision):
                 raise TooLarge("`*` widths in %-formatting are not allowed in templates")
             size += int(width or 0) + int(precision or 0)
@@ -229,12 +241,23 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
     def _check_format(self, text: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """`'{:>10000000}'.format(x)`: the same for str.format and format_map."""
-        size = len(text) + sum(size_of(v, self.max_output) for v in (*args, *kwargs.values()))
-        for _, _, spec, _ in Formatter().parse(text):
+        fields = [entry for entry in Formatter().parse(text) if entry[1] is not None]
+        size = len(text) + len(fields) * self._biggest((*args, *kwargs.values()))
+        for _, _, spec, _ in fields:
             if spec and "{" in spec:
                 raise TooLarge("nested fields in a format spec are not allowed in templates")
             size += sum(int(n) for n in _NUMBERS.findall(spec or ""))
         self.refuse_over(size, "a formatted string")
+
+    def take(self, items: Iterable[Any], what: str) -> list[Any]:
+        """The items of an iterable, refused as soon as they add up past the limit: a
+        generator (`range(400)|map('center', 10**6)`) is only counted as it runs."""
+        kept, size = [], 0
+        for item in items:
+            size += size_of(item, self.max_output) + 2
+            self.refuse_over(size, what)
+            kept.append(item)
+        return kept
 
     # -- methods of plain data -----------------------------------------------------------
 
@@ -283,7 +306,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         elif name == "replace" and len(args) >= 2:
             self.refuse_over(_replaced_size(text, *args[:3]), "str.replace")
         elif name == "join" and args:
-            items = list(args[0])
+            items = self.take(args[0], "the items of a join")
             self.check_join(text, items)
             return (items, *args[1:])
         return args
@@ -303,7 +326,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         def bounded(*args: Any, **kwargs: Any) -> Any:
             value = args[position] if len(args) > position else None
             if isinstance(value, Iterator):  # a generator can be read once: keep what it gave
-                value = list(value)
+                value = self.take(value, f"the input of |{name}")
                 args = (*args[:position], value, *args[position + 1 :])
             self.refuse_over(size_of(value, self.max_output), f"the input of |{name}")
             if check is not None:
@@ -339,8 +362,7 @@ def _check_power(base: Any, exponent: Any) -> None:
 
 
 def _replaced_size(text: str, old: Any, new: Any, count: Any = -1) -> int:
-    if not isinstance(old, str) or not isinstance(new, str):
-        return len(text)
+    old, new = str(old), str(new)  # |replace(1, s) replaces "1"
     found = text.count(old) if old else len(text) + 1
     if isinstance(count, int) and count >= 0:
         found = min(found, count)
@@ -374,7 +396,7 @@ def _check_format(env: Sandbox, value: Any, *args: Any, **kwargs: Any) -> None:
 
 def _check_join_filter(env: Sandbox, value: Any, d: Any = "", *_: Any, **kwargs: Any) -> None:
     separator = str(kwargs.get("d", d))
-    items = [] if isinstance(value, str | dict) else list(value)
+    items = [] if isinstance(value, str | dict) else env.take(value, "the items of |join")
     env.check_join(separator, items)
 
 

@@ -9,11 +9,14 @@ every line (third-party loggers' too) passes `mask`.
 A secret comes back in other forms than it went out in, and each is masked:
 
 - percent-encoded, whichever characters the client chose to leave alone (httpx keeps
-  `/`), with `+` for a space;
-- JSON-escaped (`\\"`, `\\u00e9`, `\\/`), as a downstream echoing the request writes it;
-- inside base64, as in `Authorization: Basic <user:password>`: the whole token goes;
-- cut off: `excerpt` masks before it cuts, and a secret's beginning at the very end
-  of a text (a plugin that cut first) is masked too.
+  `/`), with `+` for a space, and percent-encoded again;
+- JSON-escaped (`\\"`, `\\u00e9`, `\\/`), as a downstream echoing the request writes it,
+  escaped again, or percent-encoded after;
+- HTML-escaped (`&quot;`, `&#34;`, `&#x22;`), as an error page shows it;
+- inside base64, as in `Authorization: Basic <user:password>` (UTF-8 or Latin-1, wrapped
+  at 76 columns or not): the whole token goes;
+- cut off: `excerpt` masks before it cuts, and the start of a secret before an ellipsis
+  or at the very end of a text (a plugin that cut first) is masked too.
 """
 
 from __future__ import annotations
@@ -31,9 +34,16 @@ MASK = "***"
 # mangle every log line (a one-letter "secret" masks every such letter). A run still
 # masks its own short `${VAR}` values, as written (`mask(text, also=...)`).
 MIN_LENGTH = 4
-_SHORT_ESCAPES = {'"': '\\\\"', "\\": "\\\\\\\\", "/": "\\\\/", "\n": "\\\\n", "\t": "\\\\t"}
-_BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
+# What JSON writes after a backslash for these; the backslash may be doubled (escaped
+# again) or percent-encoded (%5C).
+_SHORT_ESCAPES = {'"': '"', "\\": "\\\\", "/": "/", "\n": "n", "\t": "t", "\r": "r"}
+_BACKSLASHES = r"(?:\\|%(?:25)*5[cC])+"
+_HTML_NAMES = {"&": "amp", '"': "quot", "'": "(?:apos|#39)", "<": "lt", ">": "gt"}
+# Base64 as mail and PEM write it may break lines every 76 characters.
+_BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{4,}(?:\r?\n[A-Za-z0-9+/_-]+)*={0,2}")
 _ELLIPSES = ("…", "...")
+# A cut-off secret: at least this much of its start before an ellipsis is masked.
+CUT_MIN = 6
 
 
 def _any_case(hex_digits: str) -> str:
@@ -41,17 +51,25 @@ def _any_case(hex_digits: str) -> str:
     return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in hex_digits)
 
 
+def _percent(char: str) -> str:
+    """`%2F`, and `%252F` when encoded twice (or more)."""
+    return "".join("%(?:25)*" + _any_case(f"{b:02x}") for b in char.encode())
+
+
 def _char(char: str) -> str:
-    """Every way one character of a secret may be written in a response or a URL."""
-    percent = "".join("%" + _any_case(f"{b:02x}") for b in char.encode())
+    """Every way one character of a secret may be written in a response, a URL or a page."""
     code = ord(char)
     units = [code]
     if code >= 0x10000:  # JSON writes it as a surrogate pair
         units = [0xD800 + ((code - 0x10000) >> 10), 0xDC00 + (code & 0x3FF)]
-    unicode_escape = "".join(r"\\u" + _any_case(f"{u:04x}") for u in units)
-    forms = [re.escape(char), percent, unicode_escape]
+    unicode_escape = "".join(_BACKSLASHES + "u" + _any_case(f"{u:04x}") for u in units)
+    html = f"&#0*{code};|&#[xX]0*{_any_case(f'{code:x}')};"
+    forms = [re.escape(char), _percent(char), unicode_escape, html]
     if char in _SHORT_ESCAPES:
-        forms.append(_SHORT_ESCAPES[char])
+        escaped = _SHORT_ESCAPES[char]
+        forms.append(_BACKSLASHES + f"(?:{re.escape(escaped)}|{_percent(escaped)})")
+    if char in _HTML_NAMES:
+        forms.append(f"&{_HTML_NAMES[char]};")
     if char == " ":
         forms.append(r"\+")
     return "(?:" + "|".join(forms) + ")"
@@ -62,8 +80,18 @@ def _pattern(secret: str) -> str:
 
 
 def _base64_cores(secret: str) -> list[str]:
-    """The part of base64(…secret…) that depends on the secret alone, at each alignment."""
-    raw = secret.encode()
+    """The part of base64(…secret…) that depends on the secret alone, at each alignment,
+    for the secret in UTF-8 and (requests' Basic auth) Latin-1."""
+    cores = []
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            cores += _cores_of(secret.encode(encoding))
+        except UnicodeEncodeError:
+            continue
+    return list(dict.fromkeys(cores))
+
+
+def _cores_of(raw: bytes) -> list[str]:
     cores = []
     for pad in range(3):
         encoded = base64.b64encode(b"\0" * pad + raw + b"\0\0").decode()
@@ -83,6 +111,7 @@ class Secrets:
         self._values: frozenset[str] = frozenset()
         self._regex: re.Pattern[str] | None = None
         self._cores: tuple[str, ...] = ()
+        self._cut: re.Pattern[str] | None = None
         self.add(values)
 
     def add(self, values: Iterable[str]) -> None:
@@ -95,6 +124,7 @@ class Secrets:
             ordered = sorted(known, key=len, reverse=True)  # no part of a longer one survives
             self._regex = re.compile("|".join(_pattern(v) for v in ordered))
             self._cores = tuple(c for v in ordered for c in _base64_cores(v))
+            self._cut = _cut_pattern(ordered)
             self._values = known
 
     def __contains__(self, value: object) -> bool:
@@ -106,39 +136,45 @@ class Secrets:
         for value in sorted(also, key=len, reverse=True):
             if value:
                 text = text.replace(value, MASK)
-        regex, cores = self._regex, self._cores
+        regex, cores, cut = self._regex, self._cores, self._cut
         if regex is None or not text:
             return text
         text = regex.sub(MASK, text)
         if cores:
             text = _BASE64_TOKEN.sub(lambda m: MASK if _holds(m[0], cores) else m[0], text)
-        return self._mask_cut_end(text)
-
-    def _mask_cut_end(self, text: str) -> str:
-        """A secret cut off by an earlier truncation leaves its start at the end."""
-        body, tail = text, ""
-        for ellipsis in _ELLIPSES:
-            if text.endswith(ellipsis):
-                body, tail = text[: -len(ellipsis)], ellipsis
-        for secret in self._values:
-            for length in range(len(secret) - 1, MIN_LENGTH - 1, -1):
-                if body.endswith(secret[:length]):
-                    return body[:-length] + MASK + tail
-        return text
+        return cut.sub(MASK, text) if cut is not None else text
 
     def redact(self, value: Any, also: Sequence[str] = ()) -> Any:
         """Mask inside every string of a JSON-able value; numbers and keys stay intact."""
         if isinstance(value, str):
             return self.mask(value, also)
         if isinstance(value, dict):
-            return {key: self.redact(item, also) for key, item in value.items()}
+            return {
+                self.mask(key, also) if isinstance(key, str) else key: self.redact(item, also)
+                for key, item in value.items()
+            }
         if isinstance(value, list | tuple):
             return [self.redact(item, also) for item in value]
         return value
 
 
 def _holds(token: str, cores: Sequence[str]) -> bool:
-    return any(core in token for core in cores)
+    joined = token.replace("\r", "").replace("\n", "")
+    return any(core in joined for core in cores)
+
+
+def _cut_pattern(secrets: Sequence[str]) -> re.Pattern[str] | None:
+    """The start of a secret (at least CUT_MIN characters, and more than half of it),
+    where a text was cut: before an ellipsis, or at the very end."""
+    starts = [
+        re.escape(secret[:length])
+        for secret in secrets
+        for length in range(len(secret) - 1, max(CUT_MIN, len(secret) // 2 + 1) - 1, -1)
+    ]
+    if not starts:
+        return None
+    ends = "|".join(re.escape(e) for e in _ELLIPSES)
+    return re.compile(f"(?:{'|'.join(starts)})(?=(?:{ends})|\\s*$)")
 
 
 def secret_values(value: Any) -> list[str]:

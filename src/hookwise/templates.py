@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from jinja2 import TemplateError, Undefined, UndefinedError
 from jinja2.exceptions import SecurityError
@@ -32,6 +32,8 @@ from hookwise.yamlpos import ENV_REF
 
 _SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}$", re.DOTALL)
 DEFAULT_TIMEOUT = 2.0
+Lane = Literal["intake", "runs"]
+LANES: dict[str, int] = {"intake": 4, "runs": 8}  # threads per lane
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -70,17 +72,23 @@ class Templates:
         self.env = env
         self.timeout = timeout
         self._cache: dict[str, Callable[[dict[str, Any]], Any]] = {}
-        self._threads: ThreadPoolExecutor | None = None
+        self._lanes: dict[str, ThreadPoolExecutor] = {}
 
-    async def off_loop(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    async def off_loop(
+        self, function: Callable[P, T], *args: P.args, lane: Lane = "runs", **kwargs: P.kwargs
+    ) -> T:
         """Run template work (rendering, conditions, matching) away from the event loop.
 
-        Its own threads, so a slow template never waits behind a slow action client.
+        In threads of its own, so a slow template never waits behind a slow action
+        client; and in two lanes, so runs' rendering never holds up the matching of new
+        deliveries (`intake`), nor the other way round.
         """
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(8, thread_name_prefix="hookwise-render")
+        threads = self._lanes.get(lane)
+        if threads is None:
+            threads = ThreadPoolExecutor(LANES[lane], thread_name_prefix=f"hookwise-{lane}")
+            self._lanes[lane] = threads
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, lambda: function(*args, **kwargs))
+        return await loop.run_in_executor(threads, lambda: function(*args, **kwargs))
 
     def compile(self, text: str) -> Callable[[dict[str, Any]], Any]:
         """Raises jinja2.TemplateSyntaxError for text that does not compile."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import json
 from typing import Any
 from urllib.parse import unquote
@@ -70,6 +71,22 @@ def is_json(media: str) -> bool:
     return media in ("application/json", "text/json") or media.endswith("+json")
 
 
+# Charsets of text: decoding any of them takes linear time, and none makes surrogates.
+# (Python's codecs include transforms such as punycode, quadratic in the input.)
+TEXT_CODECS = frozenset(
+    {"utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "ascii",
+     "iso8859-1", *(f"iso8859-{n}" for n in range(2, 17) if n != 12),
+     *(f"cp{n}" for n in range(1250, 1259))}
+)  # fmt: skip
+
+
+def _codec(charset: str) -> str | None:
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        return None
+
+
 def decode_data(raw: bytes, content_type: str | None, what: str) -> Any:
     """Data bytes as rules can use them: JSON parsed, text decoded, other bytes base64."""
     media, params = media_type(content_type)
@@ -78,11 +95,14 @@ def decode_data(raw: bytes, content_type: str | None, what: str) -> Any:
     if is_json(media):
         return parse_json(raw, what)
     charset = params.get("charset")
+    if charset is not None and _codec(charset) not in TEXT_CODECS:
+        raise PayloadError(
+            f"{what}: charset {charset[:40]!r} is not supported; send UTF-8, UTF-16, UTF-32, "
+            "ASCII, or an ISO 8859 or Windows code page"
+        )
     try:
         text = raw.decode(charset or "utf-8")
-        text.encode("utf-8")  # some codecs (utf-7, unicode_escape) make lone surrogates
-    except LookupError:
-        raise PayloadError(f"{what}: unknown charset {str(charset)[:40]!r}") from None
+        text.encode("utf-8")  # a lone surrogate is not text
     except (UnicodeError, ValueError) as exc:
         if charset:
             raise PayloadError(f"{what} is not valid {charset[:40]} text: {exc}") from None
@@ -120,7 +140,10 @@ def structured(event: Any, where: str) -> tuple[dict[str, Any], Any]:
         raw = None
     if raw is None:
         raise PayloadError(f"{where}'data_base64' is not a base64 string")
-    return attributes, decode_data(raw, event.get("datacontenttype"), f"{where}'data_base64'")
+    content_type = event.get("datacontenttype")
+    if content_type is not None and not isinstance(content_type, str):
+        raise PayloadError(f"{where}'datacontenttype' must be a string, like 'text/plain'")
+    return attributes, decode_data(raw, content_type, f"{where}'data_base64'")
 
 
 def incoming(

@@ -23,8 +23,8 @@ from hookwise import secrets
 from hookwise.egress import EgressPolicy, GuardedWebClient, GuardedWebhookClient
 from hookwise.errors import EgressDenied, PermanentFailure, RetryLater
 from hookwise.retry import retry_after
+from hookwise.secrets import excerpt
 from hookwise.slack.settings import SlackSettings
-from hookwise.slack.text import cut
 
 # slack_sdk logs failed requests itself, webhook URL included; every failure is reported
 # by hookwise instead, classified and with secrets masked.
@@ -119,10 +119,10 @@ def api_failure(
         after = f"; retrying after {delay:g}s" if delay is not None else ""
         return RetryLater(f"{where} was rate-limited (HTTP 429){after}", delay=delay)
     if status >= 500:
-        return RetryLater(f"{where} failed: HTTP {status} from Slack ({cut(error, 200)})")
+        return RetryLater(f"{where} failed: HTTP {status} from Slack ({excerpt(error, 200)})")
     if status != 200 or "non-JSON" in error:
         return PermanentFailure(
-            f"{where} answered HTTP {status} ({cut(error, 200)}): is "
+            f"{where} answered HTTP {status} ({excerpt(error, 200)}): is "
             f"integrations.slack.base_url the Slack Web API (https://slack.com/api/)?"
         )
     if error in RETRYABLE:
@@ -139,13 +139,13 @@ def api_failure(
         details = data.get("errors") or (data.get("response_metadata") or {}).get("messages")
         said = "; ".join(str(d) for d in (details or [])[:3]) or "no details"
         return PermanentFailure(
-            f"{where} failed ({error}): Slack refused the blocks: {cut(said, 500)}; "
+            f"{where} failed ({error}): Slack refused the blocks: {excerpt(said, 500)}; "
             f"try them in Block Kit Builder"
         )
     hint = HINTS.get(error)
     if hint is None:
         return PermanentFailure(
-            f"{where} failed ({cut(error, 200)}); see https://api.slack.com/methods/{method}#errors"
+            f"{where} failed ({excerpt(error, 200)}); see https://api.slack.com/methods/{method}#errors"
         )
     return PermanentFailure(
         f"{where} failed ({error}): {hint.format(channel=channel or '?', ts=ts or '?')}"
