@@ -31,3 +31,10 @@ def test_hook_signature_is_documented(hook):
 )
 def test_readme_links_every_doc_page(page):
     assert f"(docs/{page})" in (DOCS.parent / "README.md").read_text()
+
+
+@pytest.mark.parametrize("example", ["plugins/audit_file.py", "test_audit_file.py"])
+def test_the_worked_example_in_the_docs_is_the_tested_one(example):
+    """docs/plugins.md shows examples/ verbatim, and examples/ is part of the test run."""
+    code = (DOCS.parent / "examples" / example).read_text()
+    assert f"```python\n{code}```" in (DOCS / "plugins.md").read_text()

@@ -9,8 +9,14 @@ import pytest
 
 import hookwise.plugin
 
-PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
-FILES = sorted(p for p in PLUGINS.rglob("*.py") if ".egg-info" not in str(p))
+ROOT = Path(__file__).resolve().parent.parent
+PLUGINS = ROOT / "plugins"
+# The repository's plugins, and the third-party example docs/plugins.md shows, with its test.
+FILES = sorted(
+    p
+    for p in [*PLUGINS.rglob("*.py"), *(ROOT / "examples").rglob("*.py")]
+    if ".egg-info" not in str(p)
+)
 
 
 def hookwise_imports(path: Path) -> list[str]:
@@ -29,7 +35,7 @@ def test_there_are_plugins_to_check():
     assert {p.parent.name for p in FILES} >= {"hookwise_docker", "jira", "jenkins", "plugins"}
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PLUGINS)))
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_plugins_import_only_the_public_api(path: Path):
     assert set(hookwise_imports(path)) <= {"hookwise.plugin"}
 

@@ -17,7 +17,8 @@ What is here, by what a plugin does:
   and the checks of `signatures`: `TokenAuth`, `check_token`, `token_headers`,
   `require_credential`, `not_empty`, `same`, `sign`, `unix_seconds`;
 - keep secrets secret: `mask` and `excerpt`; validate URLs in settings: `http_url`;
-- the whole error tree, from `HookwiseError` down.
+- the whole error tree, from `HookwiseError` down;
+- test a plugin: `load_registry(folder)` loads plugins the way hookwise does.
 """
 
 from hookwise.actions import ActionContext, ActionSpec, IntegrationSpec, RunLog
@@ -52,6 +53,7 @@ from hookwise.errors import (
 )
 from hookwise.event import Event, Incoming
 from hookwise.hookspecs import hookimpl
+from hookwise.plugins import load_registry
 from hookwise.retry import retry_after
 from hookwise.secrets import excerpt, mask
 from hookwise.signatures import (
@@ -107,6 +109,7 @@ __all__ = [
     "guarded_sync_client",
     "hookimpl",
     "http_url",
+    "load_registry",
     "mask",
     "not_empty",
     "parse_json",
