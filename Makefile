@@ -23,6 +23,7 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
 
 # The benchmark suite (docs/performance.md): `make bench BENCH_ARGS=--quick` for a smoke run.

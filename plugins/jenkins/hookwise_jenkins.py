@@ -52,6 +52,7 @@ from hookwise.plugin import (
 
 T = TypeVar("T")
 Result = Literal["FAILURE", "UNSTABLE", "ABORTED", "NOT_BUILT"]
+NOT_SUCCESS: tuple[Result, ...] = ("FAILURE", "UNSTABLE", "ABORTED", "NOT_BUILT")
 Scalar = str | int | float | bool
 # Triggers remembered per idempotency key, so a retry in this process follows, not re-triggers.
 REMEMBERED = 1000
@@ -124,7 +125,7 @@ class BuildParams(BaseModel):
         default=5.0, gt=0, description="With wait: pause between two looks at Jenkins."
     )
     fail_on: list[Result] = Field(
-        default_factory=lambda: ["FAILURE", "UNSTABLE", "ABORTED", "NOT_BUILT"],
+        default_factory=lambda: list(NOT_SUCCESS),
         description="With wait: build results that fail the action. By default anything but "
         "SUCCESS; use [FAILURE, ABORTED] to accept UNSTABLE builds.",
     )

@@ -261,7 +261,7 @@ def _complete(work: Coroutine[Any, Any, T]) -> T:
 
 
 def _run(config_path: str, work: Callable[[Hookwise], Awaitable[T]]) -> T:
-    async def main() -> Any:
+    async def main() -> T:
         async with _opened(_service(config_path)) as service:
             return await work(service)
 
@@ -342,10 +342,10 @@ def show(config_path: str, event_id: str, as_json: bool) -> None:
         if run["error"]:
             click.echo(f"  error: {run['error']}")
         for attempt in run["history"]:
-            detail = f"  {attempt['error']}" if attempt["error"] else ""
+            why = f"  {attempt['error']}" if attempt["error"] else ""
             click.echo(
                 f"  - {attempt['action']} #{attempt['attempt']} {attempt['status']} "
-                f"({attempt['duration_ms']} ms){detail}"
+                f"({attempt['duration_ms']} ms){why}"
             )
         for line in run["log"]:
             click.echo(f"    log [{line['level']}] {line['message']}")
@@ -369,7 +369,7 @@ def replay(config_path: str, event_id: str) -> None:
 def plugins(config_path: str, as_json: bool) -> None:
     """Installed actions and source kinds, with their parameter schemas."""
     registry = _registry(config_path)
-    report = {
+    report: dict[str, Any] = {
         "plugins": registry.plugin_names(),
         "actions": {
             name: {

@@ -120,7 +120,7 @@ class Engine:
         """Verify, normalize, match, and store each event with its runs, atomically."""
         # Verifying, parsing and matching (templates in `if:` and flow keys) is CPU work
         # on the sender's bytes: off the event loop, in the intake lane.
-        planned = await self.templates.off_loop(self._planned, name, delivery, lane="intake")
+        planned = await self.templates.off_loop("intake", self._planned, name, delivery)
         results = []
         for position, (item, event, runs, awaited) in enumerate(planned):
             key = dedupe_key(name, item, delivery.body, position)
@@ -138,7 +138,7 @@ class Engine:
 
     async def replay(self, event: Event) -> list[str]:
         """New runs for a stored event under the current rules."""
-        runs = await self.templates.off_loop(self.plan, event, lane="intake")
+        runs = await self.templates.off_loop("intake", self.plan, event)
         await self.store.add_runs(event.id, runs)
         return [run.id for run in runs]
 

@@ -66,7 +66,7 @@ class _ByValue:
 @dataclass
 class _Node:
     literal: dict[str, _Node] = field(default_factory=dict)
-    wild: dict[str, _Node] = field(default_factory=dict)
+    wild: dict[Glob, _Node] = field(default_factory=dict)
     # Candidates for every event reaching this node, and those indexed by a match field.
     rules: list[int] = field(default_factory=list)
     by_field: defaultdict[str, _ByValue] = field(default_factory=lambda: defaultdict(_ByValue))

@@ -17,7 +17,7 @@ MAX_RETRY_AFTER = 3600.0
 def backoff(policy: RetryPolicy, attempt: int) -> float:
     """Exponential with jitter: spreads retries so a recovering downstream is not stampeded."""
     ceiling = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1))
-    return ceiling * random.uniform(0.5, 1.0)
+    return float(ceiling * random.uniform(0.5, 1.0))
 
 
 def delay(policy: RetryPolicy, attempt: int, asked: float | None) -> float:

@@ -30,6 +30,7 @@ from hookwise.rules import ActionCall
 from hookwise.secrets import secret_values
 from hookwise.slack.chat import SlackChat
 from hookwise.slack.notify import Notifier
+from hookwise.status import RunStatus
 from hookwise.store import AttemptRecord, Progress, RunRecord, Store
 from hookwise.templates import Templates, template_context
 from hookwise.validation import summarize
@@ -81,7 +82,10 @@ class Runner:
             if not events:
                 error = f"event {run.event_id} is gone from the store"
                 await self._finish(
-                    run, [], None, Progress("dead", run.step, run.attempt, run.outputs, error)
+                    run,
+                    [],
+                    None,
+                    Progress(RunStatus.DEAD, run.step, run.attempt, run.outputs, error),
                 )
                 return
             awaited = (
@@ -95,8 +99,8 @@ class Runner:
                 await self._finish(run, events, hold.entry, hold.progress)
                 return
             if "notify" in run.spec and not (run.flow.get("notify") or {}).get("ts"):
-                started = Progress("running", run.step, run.attempt, run.outputs)
-                await self._finish(run, events, None, started)
+                announced = Progress(RunStatus.RUNNING, run.step, run.attempt, run.outputs)
+                await self._finish(run, events, None, announced)
             await self._run_steps(run, state, events, awaited)
         except asyncio.CancelledError:
             interrupted = None
@@ -113,7 +117,7 @@ class Runner:
                     error="hookwise stopped during this attempt; it will be retried",
                 )
             note = INTERRUPTED
-            progress = Progress("retrying", state.step, state.attempt, state.outputs, note)
+            progress = Progress(RunStatus.RETRYING, state.step, state.attempt, state.outputs, note)
             await asyncio.shield(self.store.record(run.lease, run.id, interrupted, progress))
             raise
 
@@ -134,7 +138,7 @@ class Runner:
             if number > call.retry.attempts:
                 error = f"{label}: gave up after {attempt} attempts ({run.error or 'lost'})"
                 await self._finish(
-                    run, events, None, Progress("dead", step, attempt, outputs, error)
+                    run, events, None, Progress(RunStatus.DEAD, step, attempt, outputs, error)
                 )
                 return
             log = RunLog(f"{run.rule}/{label}", own)
@@ -161,7 +165,7 @@ class Runner:
             _log_outcome(run, label, number, call.retry.attempts, record.error, progress)
             # Shielded: once an attempt is over, its record is written even during shutdown.
             kept = await asyncio.shield(self._finish(run, events, record, progress))
-            if not kept or progress.status != "running":
+            if not kept or progress.status != RunStatus.RUNNING:
                 return
             state.step, state.attempt, state.outputs = progress.step, 0, progress.outputs
 
@@ -220,7 +224,7 @@ class Runner:
     ) -> bool:
         progress = await self.notifier.sync(run, events, progress, record)
         kept = await self._record(run, record, progress)
-        if kept and progress.status in ("succeeded", "dead"):
+        if kept and progress.status in (RunStatus.SUCCEEDED, RunStatus.DEAD):
             self.metrics.runs_finished.labels(run.rule, progress.status).inc()
         return kept
 
@@ -270,7 +274,7 @@ class Runner:
         try:
             # Rendering counts against the action's timeout, and runs off the event loop.
             params, action_context.settings = await self.templates.off_loop(
-                self._prepare, spec, call, context, f"rule {run.rule}", label, timeout
+                "runs", self._prepare, spec, call, context, f"rule {run.rule}", label, timeout
             )
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -316,19 +320,23 @@ def _next(
     if outcome.status == "succeeded":
         outputs = {**outputs, label: record.output}
         step = state.step + 1
-        return Progress("running" if step < len(calls) else "succeeded", step, 0, outputs)
+        return Progress(
+            RunStatus.RUNNING if step < len(calls) else RunStatus.SUCCEEDED, step, 0, outputs
+        )
     if outcome.status == "retry" and number < call.retry.attempts:
         wait = retry.delay(call.retry, number, outcome.delay)
-        return Progress("retrying", state.step, number, outputs, record.error, clock.now() + wait)
-    return Progress("dead", state.step, number, outputs, f"{label}: {record.error}")
+        return Progress(
+            RunStatus.RETRYING, state.step, number, outputs, record.error, clock.now() + wait
+        )
+    return Progress(RunStatus.DEAD, state.step, number, outputs, f"{label}: {record.error}")
 
 
 def _log_outcome(
     run: RunRecord, label: str, number: int, attempts: int, error: str | None, progress: Progress
 ) -> None:
     where = f"run {run.id} rule {run.rule} action {label} attempt {number}/{attempts}"
-    if progress.status == "retrying":
+    if progress.status == RunStatus.RETRYING:
         wait = max(0.0, progress.next_attempt_at - clock.now())
         log.warning("%s failed, retrying in %.1fs: %s", where, wait, error)
-    elif progress.status == "dead":
+    elif progress.status == RunStatus.DEAD:
         log.error("%s failed, run is dead: %s", where, error)

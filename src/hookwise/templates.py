@@ -75,7 +75,7 @@ class Templates:
         self._lanes: dict[str, ThreadPoolExecutor] = {}
 
     async def off_loop(
-        self, function: Callable[P, T], *args: P.args, lane: Lane = "runs", **kwargs: P.kwargs
+        self, lane: Lane, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run template work (rendering, conditions, matching) away from the event loop.
 

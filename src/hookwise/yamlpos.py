@@ -20,7 +20,7 @@ import yaml
 
 from hookwise.errors import Problem
 
-Path = tuple[str | int, ...]
+Path = tuple[Any, ...]  # keys (str, int, float, bool, None) and list positions
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 MERGE_TAG = "tag:yaml.org,2002:merge"
 MAX_DEPTH = 64
@@ -48,10 +48,11 @@ class _Loader(yaml.SafeLoader):
             if self.depth > MAX_DEPTH:
                 raise LimitExceeded(
                     problem=f"nested more than {MAX_DEPTH} levels deep; flatten the structure",
-                    problem_mark=self.peek_event().start_mark,
+                    problem_mark=self.peek_event().start_mark,  # type: ignore[no-untyped-call]
                 )
             self.composed += 1
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            node: yaml.Node | None = super().compose_node(parent, index)
+            return node
         finally:
             self.depth -= 1
 

@@ -61,7 +61,7 @@ def env_dict(entries: list[str] | None) -> dict[str, str]:
 
 def _own(container: Any, image: Any) -> Any:
     """The container's value, or None where it only repeats the old image's."""
-    empty = (None, "", [], {})
+    empty: tuple[Any, ...] = (None, "", [], {})
     if container in empty or container == image:
         return None
     return container

@@ -101,7 +101,7 @@ class GuardedAdapter(BaseAdapter):
         response.url = request.url or ""
         response.request = request
         response.connection = self  # type: ignore[assignment]  # requests types it HTTPAdapter
-        extract_cookies_to_jar(response.cookies, request, response.raw)
+        extract_cookies_to_jar(response.cookies, request, response.raw)  # type: ignore[no-untyped-call]
         return response
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ from hookwise.errors import PermanentFailure, RenderError, RetryLater
 from hookwise.event import Event
 from hookwise.slack.chat import Posted, SlackChat
 from hookwise.slack.messages import approval_request
-from hookwise.status import WAITING
+from hookwise.status import WAITING, RunStatus
 from hookwise.store import AttemptRecord, Decision, Progress, RunRecord, Store
 from hookwise.templates import Templates
 from hookwise.views import decision_view
@@ -53,12 +53,16 @@ class Gates:
             return await self._approval(run, events, flow, context)
         if run.phase in WAITING:
             # Through the gate: queue for a concurrency slot like any new run.
-            return Hold(self._progress(run, "pending", flow, due=clock.now()))
+            return Hold(self._progress(run, RunStatus.PENDING, flow, due=clock.now()))
         return None
 
     @staticmethod
     def _progress(
-        run: RunRecord, status: str, flow: dict[str, Any], error: str | None = None, due: float = 0
+        run: RunRecord,
+        status: RunStatus,
+        flow: dict[str, Any],
+        error: str | None = None,
+        due: float = 0,
     ) -> Progress:
         return Progress(status, run.step, run.attempt, run.outputs, error, due, flow)
 
@@ -83,15 +87,18 @@ class Gates:
                     f"arrived within {settings['timeout']:g}s"
                 )
                 return Hold(
-                    self._progress(run, "expired", flow, error),
+                    self._progress(run, RunStatus.EXPIRED, flow, error),
                     self._entry(run, "wait_for", "expired", error=error),
                 )
-            return Hold(self._progress(run, "waiting_event", flow, due=deadline))
+            return Hold(self._progress(run, RunStatus.WAITING_EVENT, flow, due=deadline))
         condition = settings.get("if")
         if condition is not None:
             try:
                 holds = await self.templates.off_loop(
-                    self.templates.evaluate, condition, {**context, "awaited": awaited.as_dict()}
+                    "runs",
+                    self.templates.evaluate,
+                    condition,
+                    {**context, "awaited": awaited.as_dict()},
                 )
             except RenderError as exc:
                 holds, why = False, f"could not be evaluated: {exc}"
@@ -100,7 +107,7 @@ class Gates:
             if not holds:
                 error = f"wait_for: event {awaited.id} arrived, but if {condition!r} {why}"
                 return Hold(
-                    self._progress(run, "skipped", flow, error),
+                    self._progress(run, RunStatus.SKIPPED, flow, error),
                     self._entry(run, "wait_for", "skipped", {"event": awaited.id}, error),
                 )
         flow["awaited"] = awaited.id
@@ -109,7 +116,7 @@ class Gates:
         if "approval" in run.spec:
             hold = await self._approval(run, [], flow, context)
             return Hold(hold.progress, entry) if hold.entry is None else hold
-        return Hold(self._progress(run, "pending", flow, due=clock.now()), entry)
+        return Hold(self._progress(run, RunStatus.PENDING, flow, due=clock.now()), entry)
 
     async def _approval(
         self, run: RunRecord, events: list[Event], flow: dict[str, Any], context: dict[str, Any]
@@ -121,16 +128,16 @@ class Gates:
         decisions = await self.store.decisions_of(run.id)
         rejected = next((d for d in decisions if d.decision == "reject"), None)
         approvals = [d for d in decisions if d.decision == "approve"]
-        outcome, status, error = None, "waiting_approval", None
+        outcome, status, error = None, RunStatus.WAITING_APPROVAL, None
         if rejected is not None:
             reason = f": {rejected.reason}" if rejected.reason else ""
-            outcome, status = "Rejected", "rejected"
+            outcome, status = "Rejected", RunStatus.REJECTED
             error = f"approval: rejected by {rejected.actor} via {rejected.via}{reason}"
         elif len(approvals) >= settings["required"]:
-            outcome, status = "Approved", "pending"
+            outcome, status = "Approved", RunStatus.PENDING
             flow["approved"] = [d.actor for d in approvals]
         elif clock.now() >= state["deadline"]:
-            outcome, status = "Expired", "expired"
+            outcome, status = "Expired", RunStatus.EXPIRED
             error = (
                 f"approval: {len(approvals)} of {settings['required']} approvals "
                 f"within {settings['timeout']:g}s"
@@ -145,11 +152,11 @@ class Gates:
             entry = self._entry(
                 run,
                 "approval",
-                status if status != "pending" else "approved",
+                status if status != RunStatus.PENDING else "approved",
                 [decision_view(d) for d in decisions],
                 error,
             )
-        due = state["deadline"] if status == "waiting_approval" else clock.now()
+        due = state["deadline"] if status == RunStatus.WAITING_APPROVAL else clock.now()
         return Hold(self._progress(run, status, flow, error, due), entry)
 
     async def _request(
@@ -168,20 +175,20 @@ class Gates:
             error = f"approval: the request could not be posted yet: {exc}"
             return Hold(
                 self._progress(
-                    run, run.phase or "pending", flow, error, clock.now() + REQUEST_RETRY
+                    run, run.phase or RunStatus.PENDING, flow, error, clock.now() + REQUEST_RETRY
                 )
             )
         except PermanentFailure as exc:
             error = f"approval: the request could not be posted: {exc}"
             return Hold(
-                self._progress(run, "dead", flow, error),
+                self._progress(run, RunStatus.DEAD, flow, error),
                 self._entry(run, "approval", "failed", error=error),
             )
         state.update(channel=posted.channel, ts=posted.ts, seen=0)
         flow["approval"] = state
         run.flow = flow
         return Hold(
-            self._progress(run, "waiting_approval", flow, due=state["deadline"]),
+            self._progress(run, RunStatus.WAITING_APPROVAL, flow, due=state["deadline"]),
             self._entry(run, "approval", "requested", {"channel": posted.channel, "ts": posted.ts}),
         )
 
@@ -198,7 +205,9 @@ class Gates:
         assert self.chat is not None, "approval rules are checked to have Slack configured"
         events = events or await self.store.events_of_run(run.id)
         settings = run.spec["approval"]
-        message, preview = await self.templates.off_loop(self._request_content, run, context)
+        message, preview = await self.templates.off_loop(
+            "runs", self._request_content, run, context
+        )
         text, blocks = approval_request(run, events, message, preview, decisions, outcome)
         if not state.get("ts"):
             return await self.chat.post(settings["channel"], text, blocks)

@@ -11,6 +11,7 @@ from hookwise.filter import check_when, with_rule
 from hookwise.rules.flow import BLOCKS
 from hookwise.rules.model import Rule
 from hookwise.rules.when import as_text
+from hookwise.status import RunStatus
 from hookwise.store import FlowKeys, NewRun
 from hookwise.templates import Templates
 
@@ -30,7 +31,9 @@ def new_run(rule: Rule, context: dict[str, Any], templates: Templates) -> NewRun
             text = getattr(settings, block.key)
             keys[block.flow_key] = as_text(templates.render(text, with_rule(rule, context), where))
         except RenderError as exc:
-            return NewRun(new_id(), rule.name, rule.snapshot(), status="dead", error=str(exc))
+            return NewRun(
+                new_id(), rule.name, rule.snapshot(), status=RunStatus.DEAD, error=str(exc)
+            )
     return NewRun(new_id(), rule.name, rule.snapshot(), FlowKeys(**keys))
 
 

@@ -244,7 +244,7 @@ def _earlier_post(
             and payload.get("key") == context.idempotency_key
             and message.get("ts") != thread_ts
         ):
-            return message
+            return dict(message)
     return None
 
 

@@ -82,7 +82,7 @@ def web_client(settings: SlackSettings, policy: EgressPolicy) -> WebClient:
         policy=policy,
         token=settings.token.get_secret_value(),
         base_url=settings.base_url,
-        timeout=settings.timeout,  # type: ignore[arg-type]  # urllib takes float seconds
+        timeout=settings.timeout,
         logger=SDK_LOG,
         retry_handlers=[],
     )
@@ -102,7 +102,7 @@ def webhook_client(settings: SlackSettings, policy: EgressPolicy) -> WebhookClie
 def header(headers: Any, name: str) -> str | None:
     for key, value in dict(headers or {}).items():
         if key.lower() == name:
-            return value[0] if isinstance(value, list) else value
+            return str(value[0] if isinstance(value, list) else value)
     return None
 
 
@@ -173,8 +173,8 @@ def call(
         if isinstance(reason, TimeoutError):
             failure = RetryLater(f"Slack {method} timed out after {settings.timeout:g}s")
         else:
-            url = settings.base_url if settings.token else settings.webhook_url
-            host = urlsplit(url if isinstance(url, str) else url.get_secret_value()).hostname
+            webhook = settings.webhook_url.get_secret_value() if settings.webhook_url else ""
+            host = urlsplit(settings.base_url if settings.token else webhook).hostname
             failure = RetryLater(f"Slack {method} could not reach {host}: {reason}")
     failure.args = (secrets.mask(str(failure)),)
     raise failure

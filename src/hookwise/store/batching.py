@@ -52,14 +52,19 @@ class GroupCommit(threading.Thread, ABC):
     def disconnect(self) -> None:
         """Release what `connect` took."""
 
+    def _failed(self) -> BaseException | None:
+        """The writer thread's failure, read again: it is set from that thread."""
+        return self.failure
+
     async def submit(self, write: Callable[[Any], T]) -> T:
         if self.failure is not None:
             raise self.failure
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self.jobs.put((write, future))
-        if self.failure is not None and not future.done():
-            future.cancel()  # the thread died between the check and the put
-            raise self.failure
+        died = self._failed()  # the thread may have died between the check and the put
+        if died is not None and not future.done():
+            future.cancel()
+            raise died
         return await future
 
     async def stop(self) -> None:

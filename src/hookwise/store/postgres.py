@@ -33,6 +33,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from hookwise.errors import StoreError
 from hookwise.store import Schema, sqlite
 from hookwise.store.batching import GroupCommit, Outcome, Write
+from hookwise.store.sql import Tx
 from hookwise.store.sqlstore import SqlStore, migrations_to_apply
 
 T = TypeVar("T")
@@ -181,12 +182,12 @@ class PostgresStore(SqlStore):
         task = asyncio.create_task(self._listen(wake), name="hookwise-postgres-listen")
         self._listeners.add(task)
 
-    async def _write(self, fn: Callable[[_Tx], T]) -> T:
+    async def _write(self, fn: Callable[[Tx], T]) -> T:
         if self._writer is None:
             raise StoreError("the store is not open")
         return await self._writer.submit(fn)
 
-    async def _read(self, fn: Callable[[_Tx], T]) -> T:
+    async def _read(self, fn: Callable[[Tx], T]) -> T:
         return await self._in_thread(self._transaction, fn, True)
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:

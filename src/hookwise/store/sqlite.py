@@ -20,6 +20,7 @@ from typing import TypeVar
 from hookwise.errors import StoreError
 from hookwise.store import Schema
 from hookwise.store.batching import GroupCommit, Outcome, Write
+from hookwise.store.sql import Tx
 from hookwise.store.sqlstore import SqlStore, migrations_to_apply
 
 T = TypeVar("T")
@@ -214,12 +215,12 @@ class SQLiteStore(SqlStore):
             self._writer = None
         self._readers.shutdown(wait=True)
 
-    async def _write(self, fn: Callable[[_Connection], T]) -> T:
+    async def _write(self, fn: Callable[[Tx], T]) -> T:
         if self._writer is None:
             raise StoreError("the store is not open")
         return await self._writer.submit(fn)
 
-    async def _read(self, fn: Callable[[_Connection], T]) -> T:
+    async def _read(self, fn: Callable[[Tx], T]) -> T:
         def call() -> T:
             try:
                 conn = getattr(self._local, "conn", None)
@@ -232,7 +233,7 @@ class SQLiteStore(SqlStore):
         return await asyncio.get_running_loop().run_in_executor(self._readers, call)
 
 
-def _migrate(conn: sqlite3.Connection, path: str, upgrade: bool) -> Schema:
+def _migrate(conn: Tx, path: str, upgrade: bool) -> Schema:
     """Create a new database; upgrade an older one only when asked (`hookwise db upgrade`)."""
     found = conn.execute("PRAGMA user_version").fetchone()[0]
     for number in migrations_to_apply(found, len(MIGRATIONS), path, upgrade):

@@ -57,7 +57,7 @@ class SqlStore(Store):
         dedupe_key: str,
         window: float,
         runs: list[NewRun],
-        awaited: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        awaited: Sequence[tuple[str, str]] = (),
     ) -> AcceptResult:
         pairs = list(awaited)
 

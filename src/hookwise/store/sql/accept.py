@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from hookwise.event import Event
+from hookwise.status import RunStatus
 from hookwise.store.records import (
     AcceptResult,
     NewRun,
@@ -67,7 +68,7 @@ def add_runs(tx: Tx, event_id: str, runs: list[NewRun], now: float) -> None:
         status, error = run.status, run.error
         if status == "pending" and run.keys.throttle is not None:
             error = _throttled(tx, run, now)
-            status = "skipped" if error else status
+            status = RunStatus.SKIPPED if error else status
         if status == "pending" and run.keys.concurrency is not None:
             _supersede(tx, run, now)
         _insert_run(tx, run, event_id, status, error, now)

@@ -22,7 +22,8 @@ NOT_STARTED = (RunStatus.PENDING, RunStatus.DEBOUNCING, *WAITING)
 
 
 class Cursor(Protocol):
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def fetchone(self) -> Any: ...
 
@@ -30,7 +31,7 @@ class Cursor(Protocol):
 
 
 class Tx(Protocol):
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor: ...
 
     def lock(self, name: str) -> None:
         """Wait for the named lock; it is held until the transaction ends."""

@@ -7,6 +7,7 @@ from collections.abc import Collection
 
 from hookwise.actions import action_label
 from hookwise.event import new_id
+from hookwise.status import RunStatus
 from hookwise.store.records import (
     AttemptRecord,
     Decision,
@@ -58,7 +59,7 @@ def claim(
             "attempt = ?, attempts_total = ?, updated_at = ? WHERE id = ?",
             (token, now + lease, record.attempt, record.attempts_total, now, record.id),
         )
-        record.phase, record.status, record.lease = record.status, "running", token
+        record.phase, record.status, record.lease = record.status, RunStatus.RUNNING, token
         claimed.append(record)
     return claimed
 
@@ -143,8 +144,8 @@ def decide(tx: Tx, decision: Decision, now: float, for_update: str = "") -> str:
     ).fetchone()
     if row is None:
         return "unknown"
-    if row["status"] != "waiting_approval":
-        return row["status"]
+    if row["status"] != RunStatus.WAITING_APPROVAL:
+        return str(row["status"])
     inserted = tx.execute(
         "INSERT INTO decisions (run_id, actor, decision, reason, via, decided_at) "
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, actor) DO NOTHING",

@@ -127,4 +127,4 @@ def next_due(tx: Tx) -> float | None:
         # worker anyway; counting them would make an idle worker poll without pause.
         "AND NOT (status = 'pending' AND concurrency_key IS NOT NULL)"
     ).fetchone()
-    return row["due"]
+    return float(row["due"]) if row["due"] is not None else None
