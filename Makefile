@@ -1,11 +1,12 @@
 # Two entry points: `make serve` and `make test`. Both need only python3 (>= 3.11).
+# `make test-fast` is the edit-test loop: the unit tier, in-process, in parallel.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 ARTIFACTORY_WEBHOOK_SECRET ?= local-dev-secret
 export ARTIFACTORY_WEBHOOK_SECRET
 
-.PHONY: serve test bench lint clean
+.PHONY: serve test test-fast bench lint clean
 
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
@@ -25,6 +26,9 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
+
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "not slow" -n auto -q tests/unit examples
 
 # The benchmark suite (docs/performance.md): `make bench BENCH_ARGS=--quick` for a smoke run.
 bench: $(STAMP)

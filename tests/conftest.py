@@ -25,9 +25,20 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["tests.asgi", "tests.inprocess"]
-FIXTURES = Path(__file__).parent / "fixtures"
+pytest_plugins = ["tests.asgi", "tests.inprocess", "tests.served"]
+TESTS = Path(__file__).parent
+FIXTURES = TESTS / "fixtures"
 SECRET = "test-secret"
+# The tiers that start real processes and servers; `make test-fast` leaves them out.
+SLOW_TIERS = ("e2e", "faults", "integrations")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.relative_to(TESTS).parts if item.path.is_relative_to(TESTS) else ()
+        needs_postgres = "pg_url" in getattr(item, "fixturenames", ())
+        if (parts and parts[0] in SLOW_TIERS) or needs_postgres:
+            item.add_marker(pytest.mark.slow)
 
 
 def fixture_bytes(name: str) -> bytes:
@@ -113,7 +124,7 @@ class Sink:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def script(self, *replies: Reply) -> None:
@@ -152,7 +163,52 @@ sources:
 SQLITE = "sqlite:///./hookwise.db"
 
 
-class Hookwise:
+class Front:
+    """What a test does with a running hookwise over HTTP: in its own process (`Hookwise`)
+    or in the test's (`tests.served.Served`), through `self.http`, a client on its URL."""
+
+    http: httpx.Client
+
+    def post(
+        self, body: bytes, *, source: str = "artifactory", headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        sent = {"X-JFrog-Event-Auth": SECRET, "Content-Type": "application/json"}
+        sent.update(headers or {})
+        return self.http.post(f"/hooks/{source}", content=body, headers=sent)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.get(path, **kwargs)
+
+    def stored(self, source: str) -> list[dict[str, Any]]:
+        """The newest stored events of one source."""
+        params = {"source": source, "limit": 1000}
+        return self.get("/api/events", params=params).json()["events"]
+
+    def refused(self, body: bytes, headers: dict[str, str], source: str) -> dict[str, Any]:
+        """Post a delivery that must be refused; check nothing was stored and the server lives."""
+        before = len(self.stored(source))
+        response = self.post(body, source=source, headers=headers)
+        assert 400 <= response.status_code < 500, response.text
+        assert len(self.stored(source)) == before
+        assert self.get("/healthz").status_code == 200
+        return {"status": response.status_code, **response.json()}
+
+    def event(self, event_id: str) -> dict[str, Any]:
+        response = self.get(f"/api/events/{event_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait_for_runs(self, event_id: str, statuses: set[str], timeout: float = 15) -> list[dict]:
+        """Wait until every run of the event has one of `statuses`; return the runs."""
+
+        def settled() -> list[dict] | None:
+            runs = self.event(event_id)["runs"]
+            return runs if runs and all(r["status"] in statuses for r in runs) else None
+
+        return wait_until(settled, timeout)
+
+
+class Hookwise(Front):
     """One real `hookwise serve` (or `hookwise worker`) process over a folder of config and rules.
 
     `store` is the store URL; `command="worker"` starts a worker-only process, which has
@@ -216,45 +272,9 @@ class Hookwise:
         if not self.url:
             self.stop()
             raise AssertionError(f"hookwise {self.command} did not start:\n" + "\n".join(self.log))
+        if self.url.startswith("http"):
+            self.http = httpx.Client(base_url=self.url, timeout=10)
         return self
-
-    def post(
-        self, body: bytes, *, source: str = "artifactory", headers: dict[str, str] | None = None
-    ) -> httpx.Response:
-        sent = {"X-JFrog-Event-Auth": SECRET, "Content-Type": "application/json"}
-        sent.update(headers or {})
-        return httpx.post(f"{self.url}/hooks/{source}", content=body, headers=sent, timeout=10)
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", timeout=10, **kwargs)
-
-    def stored(self, source: str) -> list[dict[str, Any]]:
-        """The newest stored events of one source."""
-        params = {"source": source, "limit": 1000}
-        return self.get("/api/events", params=params).json()["events"]
-
-    def refused(self, body: bytes, headers: dict[str, str], source: str) -> dict[str, Any]:
-        """Post a delivery that must be refused; check nothing was stored and the server lives."""
-        before = len(self.stored(source))
-        response = self.post(body, source=source, headers=headers)
-        assert 400 <= response.status_code < 500, response.text
-        assert len(self.stored(source)) == before
-        assert self.get("/healthz").status_code == 200
-        return {"status": response.status_code, **response.json()}
-
-    def event(self, event_id: str) -> dict[str, Any]:
-        response = self.get(f"/api/events/{event_id}")
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def wait_for_runs(self, event_id: str, statuses: set[str], timeout: float = 15) -> list[dict]:
-        """Wait until every run of the event has one of `statuses`; return the runs."""
-
-        def settled() -> list[dict] | None:
-            runs = self.event(event_id)["runs"]
-            return runs if runs and all(r["status"] in statuses for r in runs) else None
-
-        return wait_until(settled, timeout)
 
     def signal(self, signum: int) -> None:
         assert self.process is not None
@@ -276,6 +296,8 @@ class Hookwise:
     def stop(self) -> None:
         if self.process is None:
             return
+        if hasattr(self, "http"):
+            self.http.close()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:

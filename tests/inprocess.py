@@ -93,4 +93,4 @@ async def harness_for(
 
     yield make
     for harness in made:
-        await harness.store.close()
+        await harness.service.close()

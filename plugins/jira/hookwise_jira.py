@@ -498,8 +498,11 @@ def create(
         ),
         "summary": summary,
     }
-    if params.description:
-        fields["description"] = params.description
+    description = params.description or ""
+    if context.run_url:  # people follow the ticket back to the run that filed it
+        description += f"\n\n----\nFiled by [hookwise run|{context.run_url}]."
+    if description.strip():
+        fields["description"] = description.strip()
     if params.components:
         fields["components"] = [{"name": name} for name in params.components]
     if params.priority:

@@ -106,3 +106,6 @@ class ActionContext:
     # failed, was lost with its worker, or was interrupted by a shutdown): look before
     # acting again where the downstream cannot deduplicate by itself.
     resumed: bool = False
+    # The console's page for this run, when `public_url` is set: link to it from what
+    # the action creates (a ticket, a message) so people can follow it back.
+    run_url: str | None = None

@@ -13,7 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from hookwise.access import Access
 from hookwise.api import Api
+from hookwise.console import console_routes
 from hookwise.errors import HookwiseError, StoreError
 from hookwise.receiver import Receiver, error
 from hookwise.service import Hookwise
@@ -29,7 +31,8 @@ def create_app(service: Hookwise, on_ready: Callable[[], None] = lambda: None) -
     config = service.config
     receiver = Receiver(service, config.max_body_bytes)
     token = config.api_token.get_secret_value() if config.api_token else None
-    api = Api(service, token)
+    access = Access(config.access, token)
+    api = Api(service, access)
     chat = service.chat
     slack = SlackSettings.model_validate(config.integrations["slack"]) if chat else None
     secret = slack.signing_secret.get_secret_value() if slack and slack.signing_secret else None
@@ -74,6 +77,7 @@ def create_app(service: Hookwise, on_ready: Callable[[], None] = lambda: None) -
             Route("/slack/interactions", interactions.handle, methods=["POST"]),
             Route("/slack/commands", commands.handle, methods=["POST"]),
             *api.routes(),
+            *console_routes(service, access),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from pydantic import (
     field_validator,
 )
 
+from hookwise.access import AccessToken
 from hookwise.actions import IntegrationSpec
 from hookwise.durations import Duration
 from hookwise.errors import ConfigError, Problem
@@ -119,7 +121,20 @@ class Config(BaseModel):
     store: str = "sqlite:///./hookwise.db"
     rules: Path = Path("rules")
     plugins_dir: Path | None = None
-    api_token: SecretStr | None = None
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="One shared operator token for /api/*; its holders name themselves with "
+        "`by`. Prefer `access`, which names each token and gives it a role.",
+    )
+    access: list[AccessToken] = Field(
+        default_factory=list,
+        description="Named tokens for the API and the console, each a viewer or an operator.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Where people reach this service (https://hookwise.example.com); Slack "
+        "messages and tickets then link to the console's pages.",
+    )
     allow_unauthenticated_api: bool = Field(
         default=False,
         description="Serve /api/* without api_token although `listen` is not a loopback "
@@ -138,7 +153,7 @@ class Config(BaseModel):
         description="Connection settings per integration (slack, jira, …), checked by its plugin.",
     )
     # Where the file was read from; relative paths in it are relative to its folder.
-    base_dir: Path = Field(default=Path("."), exclude=True)
+    _base_dir: Path = PrivateAttr(default=Path("."))
     _document: Document | None = PrivateAttr(default=None)
 
     @field_validator("listen", mode="before")
@@ -146,9 +161,30 @@ class Config(BaseModel):
     def _host_port(cls, value: object) -> str:
         value = str(value)
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
+        if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
             raise ValueError(f"expected host:port such as 127.0.0.1:8080, got {value!r}")
         return value
+
+    @field_validator("access")
+    @classmethod
+    def _distinct_tokens(cls, tokens: list[AccessToken]) -> list[AccessToken]:
+        names = [entry.name for entry in tokens]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"each token needs its own name; {', '.join(twice)} is used twice")
+        values = [entry.token.get_secret_value() for entry in tokens]
+        if len(set(values)) != len(values):
+            raise ValueError("two entries share a token: give each person their own")
+        return tokens
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+            raise ValueError(
+                f"expected an http(s) URL such as https://hookwise.example.com, got {value!r}"
+            )
+        return value.rstrip("/") if value else value
 
     @field_validator("store")
     @classmethod
@@ -164,8 +200,13 @@ class Config(BaseModel):
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
 
+    @property
+    def base_dir(self) -> Path:
+        """The folder of the config file: relative paths in it start there."""
+        return self._base_dir
+
     def path(self, value: Path) -> Path:
-        return value if value.is_absolute() else self.base_dir / value
+        return value if value.is_absolute() else self._base_dir / value
 
     @property
     def rules_path(self) -> Path:
@@ -199,9 +240,10 @@ def load_config(path: str | os.PathLike[str] = DEFAULT_PATH) -> Config:
     if not isinstance(data, dict):
         raise ConfigError([doc.problem((), "the config file must be a mapping of settings")])
     try:
-        config = Config.model_validate({**data, "base_dir": Path(path).resolve().parent})
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(problems_from(exc, doc, Config)) from None
+    config._base_dir = Path(path).resolve().parent
     config._document = doc
     return config
 

@@ -144,24 +144,27 @@ class Engine:
 
     def dry_run(self, name: str, delivery: Delivery) -> dict[str, Any]:
         """Everything a rule author wants to know about one payload, without side effects."""
-        report: dict[str, Any] = {"events": []}
-        for _, event in self.normalize(name, delivery):
-            event_dict = event.as_dict()
-            base = template_context(event, {"name": "", "description": ""})
-            rules = []
-            for rule, verdict in verdicts(self.rules, event_dict, self.templates, base):
-                entry: dict[str, Any] = {
-                    "rule": rule.name,
-                    "origin": rule.origin,
-                    "matched": verdict.matched,
-                    "reason": verdict.reason,
-                }
-                if verdict.matched:
-                    context = template_context(event, rule.snapshot(), reveal=False)
-                    entry["actions"] = self._preview(rule, context)
-                rules.append(entry)
-            report["events"].append({"event": event_dict, "rules": rules})
-        return report
+        events = [event for _, event in self.normalize(name, delivery)]
+        return {"events": [{"event": e.as_dict(), "rules": self.explain(e)} for e in events]}
+
+    def explain(self, event: Event) -> list[dict[str, Any]]:
+        """Every current rule's verdict on `event`, with the reason for each miss and, for
+        each match, what its actions would be given (secrets shown as `${VAR}`)."""
+        event_dict = event.as_dict()
+        base = template_context(event, {"name": "", "description": ""})
+        rules = []
+        for rule, verdict in verdicts(self.rules, event_dict, self.templates, base):
+            entry: dict[str, Any] = {
+                "rule": rule.name,
+                "origin": rule.origin,
+                "matched": verdict.matched,
+                "reason": verdict.reason,
+            }
+            if verdict.matched:
+                context = template_context(event, rule.snapshot(), reveal=False)
+                entry["actions"] = self._preview(rule, context)
+            rules.append(entry)
+        return rules
 
     def _preview(self, rule: Rule, context: dict[str, Any]) -> list[dict[str, Any]]:
         previews = []

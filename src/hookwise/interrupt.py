@@ -5,15 +5,26 @@ returns to check a clock, and a thread cannot be killed. A watchdog thread watch
 the deadlines armed with `limit()` and, when one passes, raises `Interrupted` inside
 the late thread (CPython's `PyThreadState_SetAsyncExc`). The exception arrives at the
 thread's next bytecode, so a long loop stops within milliseconds of its deadline.
+
+That bytecode may belong to a weakref callback or a `__del__` the collector runs in
+the middle of the loop, where Python swallows exceptions (and reports them on
+stderr); so the watchdog raises again every REFIRE seconds until the block has ended,
+and the report of a swallowed one is dropped as noise.
 """
 
 from __future__ import annotations
 
 import ctypes
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+REFIRE = 0.05
+# Bounded (5 s of raising), so a block that ends in the instant between two raises
+# cannot leave its thread being interrupted for ever.
+MAX_FIRES = 100
 
 
 class Interrupted(BaseException):
@@ -35,6 +46,7 @@ class Watchdog:
 
     def __init__(self) -> None:
         self._armed: dict[int, float] = {}  # thread ident -> monotonic deadline
+        self._fired: dict[int, int] = {}  # thread ident -> raises since its deadline
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -56,6 +68,7 @@ class Watchdog:
             yield
         finally:
             with self._changed:
+                self._fired.pop(ident, None)
                 if outer is None:
                     self._armed.pop(ident, None)
                 else:
@@ -66,6 +79,8 @@ class Watchdog:
                 _raise_in(ident, None)
 
     def _ensure_thread(self) -> None:
+        if self._thread is None:
+            sys.unraisablehook = _quiet_about_interrupts(sys.unraisablehook)
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(
                 target=self._watch, name="hookwise-watchdog", daemon=True
@@ -78,11 +93,24 @@ class Watchdog:
                 now = time.monotonic()
                 for ident, deadline in list(self._armed.items()):
                     if deadline <= now:
-                        # Fired once: the entry stays until its block exits.
-                        self._armed[ident] = float("inf")
+                        # The entry stays until its block exits, raising again meanwhile.
+                        fired = self._fired[ident] = self._fired.get(ident, 0) + 1
+                        more = fired < MAX_FIRES
+                        self._armed[ident] = now + REFIRE if more else float("inf")
                         _raise_in(ident, Interrupted)
                 pending = [d for d in self._armed.values() if d != float("inf")]
                 self._changed.wait(min(pending) - now if pending else None)
+
+
+def _quiet_about_interrupts(
+    report: Callable[[sys.UnraisableHookArgs], object],
+) -> Callable[[sys.UnraisableHookArgs], object]:
+    def hook(unraisable: sys.UnraisableHookArgs) -> object:
+        if isinstance(unraisable.exc_value, Interrupted):
+            return None  # raised again shortly, where it counts
+        return report(unraisable)
+
+    return hook
 
 
 watchdog = Watchdog()

@@ -113,6 +113,7 @@ class RuleIndex:
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
+        self.by_name = {rule.name: rule for rule in rules}
         # Rules whose waiting runs a later event may release (`wait_for`).
         self.awaiting = [rule for rule in rules if rule.enabled and rule.wait_for is not None]
         self._root = _Node()

@@ -20,7 +20,7 @@ log = logging.getLogger("hookwise.receiver")
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused as soon as it is known to exceed `limit`, never buffered whole."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0

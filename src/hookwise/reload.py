@@ -103,7 +103,7 @@ class Reloader:
             debounce=300,
             recursive=True,
             yield_on_timeout=True,
-            rust_timeout=500,
+            rust_timeout=100,  # also how long start() waits for the watcher to arm
         ):
             if not armed.is_set():
                 armed.set()  # the first yield comes once the watcher exists

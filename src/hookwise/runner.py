@@ -24,6 +24,7 @@ from hookwise.egress import EgressPolicy
 from hookwise.errors import EgressDenied, PermanentFailure, RenderError, RetryLater, StoreError
 from hookwise.event import Event
 from hookwise.flow.gates import Gates
+from hookwise.links import Links
 from hookwise.metrics import Metrics
 from hookwise.plugins import Registry
 from hookwise.rules import ActionCall
@@ -68,8 +69,9 @@ class Runner:
         self.templates = templates
         self.config = config
         self.metrics = metrics
-        self.gates = Gates(store, templates, chat)
-        self.notifier = Notifier(chat)
+        self.links = Links(config.public_url)
+        self.gates = Gates(store, templates, chat, self.links)
+        self.notifier = Notifier(chat, self.links)
 
     async def execute(self, run: RunRecord) -> None:
         """Pass the run's gates, then run its remaining actions.
@@ -96,7 +98,11 @@ class Runner:
             )
             hold = await self.gates.check(run, events, visible)
             if hold is not None:
-                await self._finish(run, events, hold.entry, hold.progress)
+                *earlier, last = hold.entries or (None,)
+                for entry in earlier:  # kept in order; the lease stays with this worker
+                    running = Progress(RunStatus.RUNNING, run.step, run.attempt, run.outputs)
+                    await self._record(run, entry, running)
+                await self._finish(run, events, last, hold.progress)
                 return
             if "notify" in run.spec and not (run.flow.get("notify") or {}).get("ts"):
                 announced = Progress(RunStatus.RUNNING, run.step, run.attempt, run.outputs)
@@ -269,6 +275,7 @@ class Runner:
         timeout = call.timeout or self.config.worker.action_timeout
         action_context.timeout = timeout
         action_context.resumed = resumed
+        action_context.run_url = self.links.run(run.id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
@@ -290,7 +297,7 @@ class Runner:
         except Exception as exc:  # an unexpected error may be transient: retry, bounded
             return Outcome("retry", error=f"{type(exc).__name__}: {exc}")
         try:
-            json.dumps(output)
+            json.dumps(output, allow_nan=False)
         except (TypeError, ValueError) as exc:
             return Outcome("dead", error=f"{call.uses} returned output that is not JSON: {exc}")
         return Outcome("succeeded", output=output)

@@ -12,18 +12,22 @@ worker, rule watcher and pruner for `serve` and `worker`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
+import re
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from hookwise import secrets
+from hookwise import clock, secrets
 from hookwise.config import BoundSource, Config, bind_sources, check_integrations, load_config
 from hookwise.engine import Engine
 from hookwise.event import Event
+from hookwise.links import Links
 from hookwise.matcher import RuleIndex
 from hookwise.metrics import ActionMetrics, Metrics
 from hookwise.plugins import Registry, load_registry
@@ -33,14 +37,21 @@ from hookwise.rules import Rule, RuleLoader
 from hookwise.runner import Runner
 from hookwise.secrets import secret_values
 from hookwise.slack.chat import chat_for
+from hookwise.slack.notify import Notifier
 from hookwise.sources import Delivery
-from hookwise.status import EventStatus, RunStatus
+from hookwise.status import RunStatus
 from hookwise.store import (
     AcceptResult,
     Decision,
     EventDetail,
+    EventQuery,
     EventSummary,
+    Intervention,
+    Overview,
+    Progress,
+    RuleStats,
     RunDetail,
+    RunQuery,
     RunRecord,
     Schema,
     Store,
@@ -54,19 +65,33 @@ log = logging.getLogger("hookwise")
 # A run being looked at by a worker (a few milliseconds) is asked again this often.
 BUSY_RETRIES = 20
 BUSY_PAUSE = 0.1
-Outcome = Literal["recorded", "unknown", "repeated", "not_waiting"]
+# Bulk retries read the runs they retry this many at a time.
+BULK_PAGE = 200
+Outcome = Literal["done", "unknown", "repeated", "refused"]
+# Run and event ids are ULIDs; four characters is the least worth looking up.
+ID_PREFIX = re.compile(r"[0-9A-Za-z]{4,26}")
 
 
 @dataclass(frozen=True)
-class Decided:
-    """What became of an approve or reject, worded the same for every front end."""
+class Found:
+    """What an id or prefix names: `kind` is `event` or `run`, or None with `problem`."""
+
+    kind: Literal["event", "run"] | None
+    id: str | None
+    problem: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What became of a person's approve, reject, retry or cancel, worded the same for
+    every front end: the API maps `outcome` to an HTTP status, the CLI to its exit code."""
 
     outcome: Outcome
     message: str
 
     @property
     def ok(self) -> bool:
-        return self.outcome == "recorded"
+        return self.outcome == "done"
 
 
 class Hookwise:
@@ -99,6 +124,7 @@ class Hookwise:
 
     async def close(self) -> None:
         await self.store.close()
+        self.engine.templates.close()
 
     async def start(
         self, *, with_worker: bool = True, watch: bool = True, first_prune: float = FIRST_PASS
@@ -170,6 +196,21 @@ class Hookwise:
     def rules(self) -> list[Rule]:
         return self.engine.rules.rules
 
+    def warnings(self) -> list[str]:
+        """Set-ups that load but will not work as the rules expect; `check` prints them."""
+        found = []
+        slack = self.config.integrations.get("slack") or {}
+        approving = [rule for rule in self.rules if rule.approval is not None]
+        if approving and not slack.get("signing_secret"):
+            first, more = approving[0], len(approving) - 1
+            others = f" (and {more} more)" if more else ""
+            found.append(
+                f"{first.origin}: [warning] rule {first.name}{others} asks for approval, but "
+                "integrations.slack.signing_secret is not set, so Slack's buttons are "
+                "refused: set it, or decide with `hookwise approve`, the API or the console"
+            )
+        return found
+
     def use_rules(self, rules: list[Rule]) -> None:
         """Swap in a new rule set: every later delivery is matched against it."""
         self.engine.use(RuleIndex(rules))
@@ -189,11 +230,9 @@ class Hookwise:
 
     # -- reading -----------------------------------------------------------------------
 
-    async def events(
-        self, filters: dict[str, str], status: EventStatus | None = None, limit: int = 50
-    ) -> list[EventSummary]:
+    async def events(self, query: EventQuery) -> list[EventSummary]:
         """Newest first."""
-        return await self.store.list_events(filters, status, max(limit, 1))
+        return await self.store.list_events(query)
 
     async def event(self, event_id: str) -> EventDetail | None:
         event = await self.store.get_event(event_id)
@@ -204,9 +243,39 @@ class Hookwise:
     async def run(self, run_id: str) -> RunDetail | None:
         return await self.store.run_detail(run_id)
 
-    async def runs(self, statuses: list[RunStatus], limit: int) -> list[RunRecord]:
-        """Most recently changed first."""
-        return await self.store.recent_runs(statuses, limit)
+    async def runs(self, query: RunQuery) -> list[RunRecord]:
+        """Newest first."""
+        return await self.store.list_runs(query)
+
+    async def find(self, wanted: str) -> Found:
+        """The event or run an id, or a unique beginning of one, names."""
+        if not ID_PREFIX.fullmatch(wanted):
+            return Found(None, None, f"{wanted!r} is not an id: ids are 26 letters and digits")
+        matches = await self.store.ids_starting(wanted)
+        exact = [(kind, found) for kind, found in matches if found == wanted.upper()]
+        if len(exact) == 1 or len(matches) == 1:
+            kind, found = (exact or matches)[0]
+            return Found("event" if kind == "event" else "run", found, "")
+        if not matches:
+            return Found(None, None, f"no event or run id begins with {wanted}")
+        shown = ", ".join(f"{kind} {found}" for kind, found in matches)
+        return Found(None, None, f"{wanted} is ambiguous: {shown}; give more of the id")
+
+    async def explain(self, event: Event) -> list[dict[str, Any]]:
+        """The current rules' verdicts on a stored event, as the dry run gives them."""
+        return await self.engine.templates.off_loop("runs", self.engine.explain, event)
+
+    async def try_payload(self, source: str, delivery: Delivery) -> dict[str, Any]:
+        """The dry run of a pasted payload: verified, normalized and matched, not stored."""
+        return await self.engine.templates.off_loop("runs", self.engine.dry_run, source, delivery)
+
+    async def rules_with_stats(self) -> list[tuple[Rule, RuleStats | None]]:
+        """Every loaded rule, in file order, with what its runs in the history add up to."""
+        stats = await self.store.rule_stats()
+        return [(rule, stats.get(rule.name)) for rule in self.rules]
+
+    async def overview(self) -> Overview:
+        return await self.store.overview(clock.now())
 
     async def queue_depth(self) -> int:
         """Runs waiting to be executed or retried."""
@@ -225,28 +294,102 @@ class Hookwise:
 
     async def decide(
         self, run_id: str, actor: str, decision: str, reason: str | None, via: str
-    ) -> Decided:
+    ) -> Answer:
         """Record an approve or reject; the run's worker acts on it and updates Slack."""
         noun = "approval" if decision == "approve" else "rejection"
-        answer = "running"
-        for _ in range(BUSY_RETRIES):
-            answer = await self.store.decide(Decision(run_id, actor, decision, reason or None, via))
-            if answer != "running":
-                break
-            await asyncio.sleep(BUSY_PAUSE)
+        answer = await self._settled(
+            lambda: self.store.decide(Decision(run_id, actor, decision, reason or None, via))
+        )
         if answer == "recorded":
             self.wake()
-            return Decided("recorded", f"{noun} of run {run_id} by {actor} recorded")
-        if answer == "unknown":
-            return Decided("unknown", f"no run {run_id}")
+            return Answer("done", f"{noun} of run {run_id} by {actor} recorded")
         if answer == "repeated":
-            return Decided(
+            return Answer(
                 "repeated", f"{actor} already decided on run {run_id}; one decision per person"
             )
-        return Decided(
-            "not_waiting",
-            f"run {run_id} is {answer.replace('_', ' ')}, not waiting for approval",
+        return self._refused(run_id, answer, "not waiting for approval")
+
+    async def retry(self, run_id: str, actor: str, via: str, *, from_start: bool = False) -> Answer:
+        """Run a dead run again, from the action that failed or, `from_start`, from the first
+        under its rule as loaded now; a run waiting to retry is tried at once."""
+        restart = None
+        if from_start:
+            record = await self.store.get_run(run_id)
+            rule = self.engine.rules.by_name.get(record.rule) if record else None
+            if record is not None and rule is None:
+                return Answer(
+                    "refused",
+                    f"run {run_id}'s rule {record.rule} is no longer loaded, so it cannot "
+                    "start over; retry it from where it failed, or replay its event",
+                )
+            restart = rule.snapshot() if rule else None
+        request = Intervention(run_id, actor, via, restart=restart)
+        answer = await self._settled(lambda: self.store.retry(request))
+        if answer == "done":
+            self.wake()
+            where = "from its first action" if from_start else "from where it failed"
+            return Answer("done", f"run {run_id} retried by {actor}; it goes on {where}")
+        return self._refused(
+            run_id,
+            answer,
+            "and only dead or retrying runs can be retried; replay its event instead",
         )
+
+    async def retry_all(
+        self, query: RunQuery, actor: str, via: str, *, from_start: bool = False
+    ) -> list[tuple[str, Answer]]:
+        """Retry every dead run the query finds (its statuses are ignored), page by page."""
+        answers: list[tuple[str, Answer]] = []
+        page = dataclasses.replace(query, statuses=(RunStatus.DEAD,), limit=BULK_PAGE)
+        while runs := await self.store.list_runs(page):
+            for run in runs:
+                answers.append(
+                    (run.id, await self.retry(run.id, actor, via, from_start=from_start))
+                )
+            page = dataclasses.replace(page, before=runs[-1].id)
+        return answers
+
+    async def cancel(self, run_id: str, actor: str, reason: str | None, via: str) -> Answer:
+        """Stop a run before its next action; it ends as `cancelled` with who and why."""
+        request = Intervention(run_id, actor, via, reason or None)
+        answer = await self._settled(lambda: self.store.cancel(request))
+        if answer == "done":
+            await self._show_cancelled(run_id)
+            return Answer("done", f"run {run_id} cancelled by {actor}")
+        if answer == RunStatus.RUNNING:
+            return Answer(
+                "refused",
+                f"run {run_id} is running an action now; cancel it once that attempt has ended",
+            )
+        return self._refused(run_id, answer, "and finished runs cannot be cancelled")
+
+    async def _show_cancelled(self, run_id: str) -> None:
+        """No worker takes a cancelled run again: bring its notify message up to date here."""
+        detail = await self.store.run_detail(run_id)
+        if detail is None or self.chat is None:
+            return
+        run = detail.run
+        ended = Progress(run.status, run.step, run.attempt, run.outputs, run.error)
+        events = await self.store.events_of_run(run_id)
+        links = Links(self.config.public_url)
+        await Notifier(self.chat, links).sync(run, events, ended, detail.attempts[-1])
+
+    @staticmethod
+    async def _settled(change: Callable[[], Awaitable[str]]) -> str:
+        """Apply a change, waiting out the few milliseconds a worker may hold the run."""
+        answer = RunStatus.RUNNING.value
+        for _ in range(BUSY_RETRIES):
+            answer = await change()
+            if answer != RunStatus.RUNNING:
+                break
+            await asyncio.sleep(BUSY_PAUSE)
+        return answer
+
+    @staticmethod
+    def _refused(run_id: str, answer: str, why: str) -> Answer:
+        if answer == "unknown":
+            return Answer("unknown", f"no run {run_id}")
+        return Answer("refused", f"run {run_id} is {answer.replace('_', ' ')}, {why}")
 
 
 def config_secrets(

@@ -21,13 +21,14 @@ class RunStatus(StrEnum):
     SUPERSEDED = "superseded"  # a newer run of its concurrency key replaced it
     EXPIRED = "expired"  # what it waited for did not come in time
     REJECTED = "rejected"  # a person said no
+    CANCELLED = "cancelled"  # a person stopped it
 
 
 class EventStatus(StrEnum):
     UNMATCHED = "unmatched"  # no rule matched
     ACTIVE = "active"  # a run is still going
     SUCCEEDED = "succeeded"  # runs ended, at least one succeeded and none died
-    FAILED = "failed"  # a run is dead
+    DEAD = "dead"  # a run is dead
     STOPPED = "stopped"  # every run was stopped by flow control or a person
 
 
@@ -41,6 +42,16 @@ ACTIVE = (
     *WAITING,
 )
 # Ends other than succeeded and dead: the run was stopped by flow control or a person.
-STOPPED = (RunStatus.SKIPPED, RunStatus.SUPERSEDED, RunStatus.EXPIRED, RunStatus.REJECTED)
+STOPPED = (
+    RunStatus.SKIPPED,
+    RunStatus.SUPERSEDED,
+    RunStatus.EXPIRED,
+    RunStatus.REJECTED,
+    RunStatus.CANCELLED,
+)
+# What people may do: cancel a run not in a worker's hands (a running one is cancelled
+# once its attempt has ended); retry a dead run, or a retrying one at once.
+CANCELLABLE = tuple(status for status in ACTIVE if status != RunStatus.RUNNING)
+RETRYABLE = (RunStatus.DEAD, RunStatus.RETRYING)
 # A run in one of these will not change again; only these are ever pruned.
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.DEAD, *STOPPED)

@@ -90,6 +90,12 @@ class Templates:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(threads, lambda: function(*args, **kwargs))
 
+    def close(self) -> None:
+        """Let the lanes' threads go; a render still running ends at its deadline."""
+        for threads in self._lanes.values():
+            threads.shutdown(wait=False, cancel_futures=True)
+        self._lanes.clear()
+
     def compile(self, text: str) -> Callable[[dict[str, Any]], Any]:
         """Raises jinja2.TemplateSyntaxError for text that does not compile."""
         compiled = self._cache.get(text)

@@ -113,8 +113,9 @@ def load_file(filename: str, *, env: Mapping[str, str] | None = None) -> Documen
 
 def load_text(text: str, filename: str, *, env: Mapping[str, str] | None = None) -> Document:
     doc = Document(filename, None)
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is not None:
             budget = ALIAS_FACTOR * loader.composed + ALIAS_ALLOWANCE
@@ -125,8 +126,19 @@ def load_text(text: str, filename: str, *, env: Mapping[str, str] | None = None)
         kind = "YAML too large" if isinstance(exc, LimitExceeded) else "YAML syntax error"
         doc.problems.append(Problem(filename, line, col, f"{kind}: {exc.problem}"))
         doc.data = None  # what was built so far is dropped: no half-read document
+    except yaml.reader.ReaderError as exc:
+        # A character YAML does not allow in a file at all, such as a stray control code.
+        at = exc.position
+        line, col = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+        message = (
+            f"YAML syntax error: character #x{exc.character:02x} is not allowed in a YAML file; "
+            "remove it"
+        )
+        doc.problems.append(Problem(filename, line, col, message))
+        doc.data = None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return doc
 
 
@@ -191,7 +203,9 @@ class _Walker:
                     )
                 )
                 continue
-            self.doc.key_pos[key_path] = _pos(key_node)
+            # setdefault: a merged anchor built later at this path must not move the
+            # position of the mapping's own key.
+            self.doc.key_pos.setdefault(key_path, _pos(key_node))
             result[key] = self.build(value_node, key_path)
         # `<<: *base` fills in what the mapping does not say itself: explicit keys win.
         for value_node in merges:

@@ -24,8 +24,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import SECRET, Hookwise, Received, Sink
-from tests.test_source_standard_webhooks import SECRET as SW_SECRET
-from tests.test_source_standard_webhooks import signed
+from tests.unit.sources.test_source_standard_webhooks import SECRET as SW_SECRET
+from tests.unit.sources.test_source_standard_webhooks import signed
 
 T = TypeVar("T")
 

@@ -67,4 +67,5 @@ def test_accepts_on_a_kept_alive_connection_are_not_held_back(hookwise_factory):
     fresh = statistics.median(timed_posts(server, builds(50), keep_alive=False))
     kept = statistics.median(timed_posts(server, builds(50, start=50), keep_alive=True))
     assert kept < max(2 * fresh, 0.02), f"kept-alive median {kept:.4f}s, fresh {fresh:.4f}s"
-    assert events_by_status(server, domain="build") == {"succeeded": 100}
+    # The last deliveries' runs may still be going: every one of them completes.
+    wait_until(lambda: events_by_status(server, domain="build") == {"succeeded": 100})

@@ -161,6 +161,15 @@ def test_issue_created_with_every_field(specs, jira):
     assert {r.headers["authorization"] for r in jira.requests} == {expected}
 
 
+def test_issue_links_back_to_the_run_when_the_console_has_a_public_url(specs, jira):
+    ctx = context(settings(specs, jira))
+    ctx.run_url = "https://hookwise.example.com/ui/runs/01JRUN"
+    run(specs, "jira.issue", {"summary": "s", "description": "Scan failed."}, ctx)
+    assert jira.calls("POST", "/issue")[0].body["fields"]["description"] == (
+        "Scan failed.\n\n----\nFiled by [hookwise run|https://hookwise.example.com/ui/runs/01JRUN]."
+    )
+
+
 def test_issue_on_cloud_uses_enhanced_search_and_account_ids(specs, jira):
     ctx = context(settings(specs, jira, **CLOUD))
     output = run(specs, "jira.issue", {"summary": "s", "assignee": "5b10ac8d82e05b22cc7d4ef5"}, ctx)

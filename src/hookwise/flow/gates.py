@@ -15,6 +15,7 @@ from hookwise import clock
 from hookwise.actions import action_label
 from hookwise.errors import PermanentFailure, RenderError, RetryLater
 from hookwise.event import Event
+from hookwise.links import Links
 from hookwise.slack.chat import Posted, SlackChat
 from hookwise.slack.messages import approval_request
 from hookwise.status import WAITING, RunStatus
@@ -29,17 +30,20 @@ REQUEST_RETRY = 30.0
 
 @dataclass(frozen=True)
 class Hold:
-    """The run stops here, for now or for good, with an entry for its history."""
+    """The run stops here, for now or for good, with entries for its history, oldest first."""
 
     progress: Progress
-    entry: AttemptRecord | None = None
+    entries: tuple[AttemptRecord, ...] = ()
 
 
 class Gates:
-    def __init__(self, store: Store, templates: Templates, chat: SlackChat | None) -> None:
+    def __init__(
+        self, store: Store, templates: Templates, chat: SlackChat | None, links: Links
+    ) -> None:
         self.store = store
         self.templates = templates
         self.chat = chat
+        self.links = links
 
     async def check(
         self, run: RunRecord, events: list[Event], context: dict[str, Any]
@@ -88,7 +92,7 @@ class Gates:
                 )
                 return Hold(
                     self._progress(run, RunStatus.EXPIRED, flow, error),
-                    self._entry(run, "wait_for", "expired", error=error),
+                    (self._entry(run, "wait_for", "expired", error=error),),
                 )
             return Hold(self._progress(run, RunStatus.WAITING_EVENT, flow, due=deadline))
         condition = settings.get("if")
@@ -108,22 +112,24 @@ class Gates:
                 error = f"wait_for: event {awaited.id} arrived, but if {condition!r} {why}"
                 return Hold(
                     self._progress(run, RunStatus.SKIPPED, flow, error),
-                    self._entry(run, "wait_for", "skipped", {"event": awaited.id}, error),
+                    (self._entry(run, "wait_for", "skipped", {"event": awaited.id}, error),),
                 )
         flow["awaited"] = awaited.id
         run.flow = flow
         entry = self._entry(run, "wait_for", "arrived", {"event": awaited.id})
         if "approval" in run.spec:
             hold = await self._approval(run, [], flow, context)
-            return Hold(hold.progress, entry) if hold.entry is None else hold
-        return Hold(self._progress(run, RunStatus.PENDING, flow, due=clock.now()), entry)
+            return Hold(hold.progress, (entry, *hold.entries))
+        return Hold(self._progress(run, RunStatus.PENDING, flow, due=clock.now()), (entry,))
 
     async def _approval(
         self, run: RunRecord, events: list[Event], flow: dict[str, Any], context: dict[str, Any]
     ) -> Hold:
+        """Wait for decisions; they count from the moment the run reaches the gate, whether
+        or not Slack took the request, so people can decide from the API, CLI or console."""
         settings = run.spec["approval"]
         state = dict(flow.get("approval") or {})
-        if not state.get("ts"):
+        if "deadline" not in state:
             return await self._request(run, events, flow, state, context)
         decisions = await self.store.decisions_of(run.id)
         rejected = next((d for d in decisions if d.decision == "reject"), None)
@@ -142,22 +148,35 @@ class Gates:
                 f"approval: {len(approvals)} of {settings['required']} approvals "
                 f"within {settings['timeout']:g}s"
             )
-        if state.get("seen") != len(decisions) or outcome:
+        entries: tuple[AttemptRecord, ...] = ()
+        if outcome is None and not state.get("ts"):
+            entries = await self._post(run, events, state, context)
+            error = state.get("unposted")
+        elif state.get("ts") and (state.get("seen") != len(decisions) or outcome):
             await self._show(run, events, state, decisions, context, outcome)
             state["seen"] = len(decisions)
         flow["approval"] = state
         run.flow = flow
-        entry = None
         if outcome:
-            entry = self._entry(
-                run,
-                "approval",
-                status if status != RunStatus.PENDING else "approved",
-                [decision_view(d) for d in decisions],
-                error,
+            entries = (
+                self._entry(
+                    run,
+                    "approval",
+                    status if status != RunStatus.PENDING else "approved",
+                    [decision_view(d) for d in decisions],
+                    error,
+                ),
             )
-        due = state["deadline"] if status == RunStatus.WAITING_APPROVAL else clock.now()
-        return Hold(self._progress(run, status, flow, error, due), entry)
+        return Hold(self._progress(run, status, flow, error, self._due(state, status)), entries)
+
+    @staticmethod
+    def _due(state: dict[str, Any], status: RunStatus) -> float:
+        """Decided: now. Waiting: at the deadline, or sooner to post the request again."""
+        if status != RunStatus.WAITING_APPROVAL:
+            return clock.now()
+        if state.get("repost"):
+            return min(float(state["deadline"]), clock.now() + REQUEST_RETRY)
+        return float(state["deadline"])
 
     async def _request(
         self,
@@ -167,30 +186,43 @@ class Gates:
         state: dict[str, Any],
         context: dict[str, Any],
     ) -> Hold:
+        """The run reached the gate: the timeout starts, and the request is posted."""
         settings = run.spec["approval"]
-        state.setdefault("deadline", clock.now() + settings["timeout"])
-        try:
-            posted = await self._show(run, events, state, [], context, None)
-        except RetryLater as exc:
-            error = f"approval: the request could not be posted yet: {exc}"
-            return Hold(
-                self._progress(
-                    run, run.phase or RunStatus.PENDING, flow, error, clock.now() + REQUEST_RETRY
-                )
-            )
-        except PermanentFailure as exc:
-            error = f"approval: the request could not be posted: {exc}"
-            return Hold(
-                self._progress(run, RunStatus.DEAD, flow, error),
-                self._entry(run, "approval", "failed", error=error),
-            )
-        state.update(channel=posted.channel, ts=posted.ts, seen=0)
+        state["deadline"] = clock.now() + settings["timeout"]
+        await self._post(run, events, state, context)
         flow["approval"] = state
         run.flow = flow
+        status = RunStatus.WAITING_APPROVAL
+        output = {"channel": state.get("channel", settings["channel"]), "ts": state.get("ts")}
+        error = state.get("unposted")
         return Hold(
-            self._progress(run, RunStatus.WAITING_APPROVAL, flow, due=state["deadline"]),
-            self._entry(run, "approval", "requested", {"channel": posted.channel, "ts": posted.ts}),
+            self._progress(run, status, flow, error, self._due(state, status)),
+            (self._entry(run, "approval", "requested", output, error),),
         )
+
+    async def _post(
+        self, run: RunRecord, events: list[Event], state: dict[str, Any], context: dict[str, Any]
+    ) -> tuple[AttemptRecord, ...]:
+        """Post the request to Slack; when it cannot be, say so in `state["unposted"]` and
+        ask again later if Slack may take it then. A late post gets a `posted` entry."""
+        first = "unposted" not in state
+        try:
+            posted = await self._show(run, events, state, [], context, None)
+        except (RetryLater, PermanentFailure) as exc:
+            state["repost"] = isinstance(exc, RetryLater)
+            state["unposted"] = (
+                f"approval: the request could not be posted to Slack: {exc}. "
+                "Decide with `hookwise approve|reject`, the API or the console"
+            )
+            if first:
+                log.warning("run %s: %s", run.id, state["unposted"])
+            return ()
+        state.update(channel=posted.channel, ts=posted.ts, seen=0)
+        state.pop("repost", None)
+        if state.pop("unposted", None) is None:
+            return ()
+        output = {"channel": posted.channel, "ts": posted.ts}
+        return (self._entry(run, "approval", "posted", output),)
 
     async def _show(
         self,
@@ -208,7 +240,9 @@ class Gates:
         message, preview = await self.templates.off_loop(
             "runs", self._request_content, run, context
         )
-        text, blocks = approval_request(run, events, message, preview, decisions, outcome)
+        text, blocks = approval_request(
+            run, events, message, preview, decisions, outcome, self.links.run(run.id)
+        )
         if not state.get("ts"):
             return await self.chat.post(settings["channel"], text, blocks)
         posted = Posted(state["channel"], state["ts"])

@@ -2,7 +2,7 @@
 
 Answers are ephemeral (only the asking person sees them) and come back in the HTTP
 response, within Slack's three seconds. Commands that change something (replay,
-approve, reject) are for the users listed in `integrations.slack.operators`;
+approve, reject, retry, cancel) are for the users listed in `integrations.slack.operators`;
 approve and reject also need the person to be an approver of the run.
 """
 
@@ -16,11 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from hookwise.errors import StoreError
+from hookwise.links import Links
 from hookwise.slack.chat import SlackChat
 from hookwise.slack.interactions import may_approve, signed_form
 from hookwise.slack.text import cut, escape
 from hookwise.status import RunStatus
-from hookwise.store import RunDetail
+from hookwise.store import EventQuery, RunDetail, RunQuery
 from hookwise.views import run_view
 
 if TYPE_CHECKING:
@@ -31,9 +32,11 @@ HELP = """*hookwise* commands:
 `/hookwise show ID`: an event and its runs, or one run
 `/hookwise replay EVENT_ID`: run the current rules for a stored event again
 `/hookwise approve RUN_ID`, `/hookwise reject RUN_ID [reason]`: decide on a run
+`/hookwise retry RUN_ID`: run a dead run again from the action that failed
+`/hookwise cancel RUN_ID [reason]`: stop a run that has not finished
 `/hookwise rules`: the loaded rules
 `/hookwise help`: this list"""
-CHANGING = ("replay", "approve", "reject")
+CHANGING = ("replay", "approve", "reject", "retry", "cancel")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Commands:
         self.chat = chat
         self.secret = secret
         self.operators = operators
+        self.links = Links(service.config.public_url)
         self.table: dict[str, Callable[[Asker, list[str]], Awaitable[str]]] = {
             "help": self._help,
             "status": self._status,
@@ -61,6 +65,8 @@ class Commands:
             "replay": self._replay,
             "approve": self._approve,
             "reject": self._reject,
+            "retry": self._retry,
+            "cancel": self._cancel,
             "rules": self._rules,
         }
 
@@ -98,9 +104,9 @@ class Commands:
         return HELP
 
     async def _status(self, asker: Asker, args: list[str]) -> str:
-        events = await self.service.events({}, None, 5)
-        failing = await self.service.runs([RunStatus.DEAD], 5)
-        waiting = await self.service.runs([RunStatus.WAITING_APPROVAL], 5)
+        events = await self.service.events(EventQuery(limit=5))
+        failing = await self.service.runs(RunQuery((RunStatus.DEAD,), limit=5))
+        waiting = await self.service.runs(RunQuery((RunStatus.WAITING_APPROVAL,), limit=5))
         lines = ["*Recent events*"]
         lines += [
             f"`{s.event.id}` {escape(s.event.source)} {escape(s.event.domain)} "
@@ -117,19 +123,22 @@ class Commands:
     async def _show(self, asker: Asker, args: list[str]) -> str:
         if len(args) != 1:
             return "Usage: `/hookwise show ID` (an event or a run id)"
-        found = await self.service.event(args[0])
+        named = await self.service.find(args[0])
+        found = await self.service.event(named.id) if named.kind == "event" and named.id else None
         if found is not None:
             event = found.event
             lines = [
                 f"*Event* `{event.id}`: {escape(event.source)} {escape(event.domain)} "
                 f"{escape(event.event_type)}"
             ]
-            lines += [_run_line(run) for run in found.runs] or ["no runs (no rule matched)"]
+            lines += [_run_line(run, self.links.run(run.run.id)) for run in found.runs] or [
+                "no runs (no rule matched)"
+            ]
             return "\n".join(lines)
-        detail = await self.service.run(args[0])
+        detail = await self.service.run(named.id) if named.kind == "run" and named.id else None
         if detail is None:
-            return f"No event or run `{escape(args[0])}`."
-        return _run_line(detail)
+            return escape(named.problem or f"No event or run {args[0]}.")
+        return _run_line(detail, self.links.run(detail.run.id))
 
     async def _replay(self, asker: Asker, args: list[str]) -> str:
         if len(args) != 1:
@@ -163,6 +172,17 @@ class Commands:
         decided = await self.service.decide(run.id, asker.user, decision, reason, "slack")
         return escape(decided.message)
 
+    async def _retry(self, asker: Asker, args: list[str]) -> str:
+        if len(args) != 1:
+            return "Usage: `/hookwise retry RUN_ID`"
+        return escape((await self.service.retry(args[0], asker.user, "slack")).message)
+
+    async def _cancel(self, asker: Asker, args: list[str]) -> str:
+        if not args:
+            return "Usage: `/hookwise cancel RUN_ID [reason]`"
+        reason = " ".join(args[1:]) or None
+        return escape((await self.service.cancel(args[0], asker.user, reason, "slack")).message)
+
     async def _rules(self, asker: Asker, args: list[str]) -> str:
         rules = self.service.rules
         lines = [
@@ -175,8 +195,9 @@ class Commands:
         return "\n".join([f"*{len(rules)} rules*", *lines])
 
 
-def _run_line(detail: RunDetail) -> str:
+def _run_line(detail: RunDetail, link: str | None) -> str:
     run = run_view(detail)
     error = f": {escape(cut(run['error'], 300))}" if run.get("error") else ""
     where = f"{escape(run['rule'])} · {run['status']} · {escape(run['action'])}"
-    return f"run `{run['id']}` {where}{error}"
+    ref = f"<{link}|{run['id']}>" if link else f"`{run['id']}`"
+    return f"run {ref} {where}{error}"

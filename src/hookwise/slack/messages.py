@@ -29,6 +29,7 @@ STATUS_ICONS = {
     "superseded": ":fast_forward:",
     "expired": ":alarm_clock:",
     "rejected": ":no_entry:",
+    "cancelled": ":no_entry_sign:",
 }
 
 
@@ -60,8 +61,10 @@ def approval_request(
     preview: list[tuple[str, Any]],
     decisions: list[Decision],
     outcome: str | None = None,
+    link: str | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The request with Approve / Reject buttons; once decided, who decided and when."""
+    """The request with Approve / Reject buttons; once decided, who decided and when.
+    `link` is the run's console page, for deciding there when Slack's buttons cannot."""
     approval = run.spec["approval"]
     title = message or f"Run rule {run.rule} for {summary(events[-1])}?"
     blocks = [_section(f"*{escape(title)}*"), _section(f"Event: {_what(events)}")]
@@ -86,7 +89,7 @@ def approval_request(
                 ],
             }
         )
-    blocks.append(_context(f"hookwise · rule `{escape(run.rule)}` · run `{run.id}`"))
+    blocks.append(_context(f"hookwise · rule `{escape(run.rule)}` · {_run_ref(run.id, link)}"))
     text = f"{title} ({outcome})" if outcome else f"Approval needed: {title}"
     return text, blocks
 
@@ -102,7 +105,7 @@ def _button(text: str, action_id: str, run_id: str, style: str) -> dict[str, Any
 
 
 def run_status(
-    run: RunRecord, events: list[Event], status: str, error: str | None
+    run: RunRecord, events: list[Event], status: str, error: str | None, link: str | None = None
 ) -> tuple[str, list[dict[str, Any]]]:
     """The rule's notice: its state, and for a failure what failed and how to retry."""
     icon = STATUS_ICONS.get(status, "")
@@ -112,8 +115,12 @@ def run_status(
     if error:
         lines.append(f"```{escape(cut(error, 1500))}```")
     if status == "dead":
-        lines.append(
-            f"Replay with `/hookwise replay {run.event_id}` or `hookwise replay {run.event_id}`."
-        )
-    blocks = [_section("\n".join(lines)), _context(f"hookwise · run `{run.id}`")]
+        where = f", or <{link}|in the console>" if link else ""
+        lines.append(f"Retry with `/hookwise retry {run.id}` or `hookwise retry {run.id}`{where}.")
+    blocks = [_section("\n".join(lines)), _context(f"hookwise · {_run_ref(run.id, link)}")]
     return text, blocks
+
+
+def _run_ref(run_id: str, link: str | None) -> str:
+    """`run <id>`, a link to its console page when there is one."""
+    return f"<{link}|run {run_id}>" if link else f"run `{run_id}`"

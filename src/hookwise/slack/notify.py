@@ -13,19 +13,22 @@ from typing import Any
 
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.event import Event
+from hookwise.links import Links
 from hookwise.slack.chat import Posted, SlackChat
 from hookwise.slack.messages import run_status
 from hookwise.slack.text import cut
+from hookwise.status import RunStatus
 from hookwise.store import AttemptRecord, Progress, RunRecord
 
 log = logging.getLogger("hookwise.notify")
 # Ends that are not news when nothing was announced yet: no message, no noise.
-QUIET = ("skipped", "superseded")
+QUIET = (RunStatus.SKIPPED, RunStatus.SUPERSEDED, RunStatus.CANCELLED)
 
 
 class Notifier:
-    def __init__(self, chat: SlackChat | None) -> None:
+    def __init__(self, chat: SlackChat | None, links: Links) -> None:
         self.chat = chat
+        self.links = links
 
     async def sync(
         self,
@@ -44,18 +47,23 @@ class Notifier:
         shown = (progress.status, progress.error)
         try:
             if not state.get("ts"):
-                text, blocks = run_status(run, events, progress.status, progress.error)
+                text, blocks = run_status(
+                    run, events, progress.status, progress.error, self.links.run(run.id)
+                )
                 posted = await self.chat.post(run.spec["notify"]["slack"]["channel"], text, blocks)
                 state.update(channel=posted.channel, ts=posted.ts)
             elif state.get("shown") != list(shown):
-                text, blocks = run_status(run, events, progress.status, progress.error)
+                text, blocks = run_status(
+                    run, events, progress.status, progress.error, self.links.run(run.id)
+                )
                 await self.chat.update(Posted(state["channel"], state["ts"]), text, blocks)
             state["shown"] = list(shown)
             reply = _thread_reply(progress, entry)
             if reply:
                 await self.chat.post(state["channel"], reply, [], thread_ts=state["ts"])
         except (RetryLater, PermanentFailure) as exc:
-            log.warning("run %s: the notify message could not be updated: %s", run.id, exc)
+            verb = "updated" if state.get("ts") else "posted"
+            log.warning("run %s: the notify message could not be %s: %s", run.id, verb, exc)
         flow["notify"] = state
         run.flow = flow
         return dataclasses.replace(progress, flow=flow)

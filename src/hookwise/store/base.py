@@ -6,16 +6,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 
 from hookwise.event import Event
-from hookwise.status import EventStatus, RunStatus
 from hookwise.store.records import (
     AcceptResult,
     AttemptRecord,
     Decision,
+    EventQuery,
     EventSummary,
+    Intervention,
     NewRun,
+    Overview,
     Progress,
     Pruned,
+    RuleStats,
     RunDetail,
+    RunQuery,
     RunRecord,
     Schema,
 )
@@ -89,6 +93,20 @@ class Store(ABC):
         """Record a decision on a run waiting for approval; see `sql.decide` for answers."""
 
     @abstractmethod
+    async def retry(self, request: Intervention) -> str:
+        """Make a dead run due again from its failed action, or a retrying one due now.
+
+        Returns `done`, `unknown`, or the run's status when it cannot be retried.
+        """
+
+    @abstractmethod
+    async def cancel(self, request: Intervention) -> str:
+        """Stop a run that is not in a worker's hands; recorded with who and why.
+
+        Returns `done`, `unknown`, or the run's status when it cannot be cancelled.
+        """
+
+    @abstractmethod
     async def get_event(self, event_id: str) -> Event | None: ...
 
     @abstractmethod
@@ -106,14 +124,23 @@ class Store(ABC):
     async def decisions_of(self, run_id: str) -> list[Decision]: ...
 
     @abstractmethod
-    async def recent_runs(self, statuses: Sequence[RunStatus], limit: int) -> list[RunRecord]:
-        """Most recently updated first."""
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
+        """Newest first, the page after `query.before`."""
 
     @abstractmethod
-    async def list_events(
-        self, filters: dict[str, str], status: EventStatus | None, limit: int
-    ) -> list[EventSummary]:
-        """Newest first."""
+    async def list_events(self, query: EventQuery) -> list[EventSummary]:
+        """Newest first, the page after `query.before`."""
+
+    @abstractmethod
+    async def rule_stats(self) -> dict[str, RuleStats]:
+        """Per rule name, what its runs still in the history add up to."""
+
+    @abstractmethod
+    async def overview(self, now: float) -> Overview: ...
+
+    @abstractmethod
+    async def ids_starting(self, prefix: str) -> list[tuple[str, str]]:
+        """(`event` or `run`, id) of up to two ids of each kind that begin with `prefix`."""
 
     @abstractmethod
     async def runs_of(self, event_id: str) -> list[RunDetail]:

@@ -106,6 +106,49 @@ class RunRecord:
     phase: RunStatus | None = None
 
 
+@dataclass(frozen=True)
+class Intervention:
+    """A person retrying or cancelling a run, from the API, the CLI, Slack or the console.
+
+    `restart` is the rule's current snapshot when a retry starts over from the first action.
+    """
+
+    run_id: str
+    actor: str
+    via: str
+    reason: str | None = None
+    restart: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Which events a list shows, newest first; `before` is the last id of the page before."""
+
+    source: str | None = None
+    domain: str | None = None
+    event_type: str | None = None
+    status: EventStatus | None = None
+    text: str | None = None  # found in the artifacts' names, tags and digests
+    since: float | None = None
+    until: float | None = None
+    before: str | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Which runs a list shows, newest first; `key` is any of the run's flow-control keys."""
+
+    statuses: tuple[RunStatus, ...] = ()
+    rule: str | None = None
+    source: str | None = None
+    key: str | None = None
+    since: float | None = None
+    until: float | None = None
+    before: str | None = None
+    limit: int = 50
+
+
 @dataclass
 class AttemptRecord:
     """One try of one action, as it appears in the run's history."""
@@ -162,3 +205,26 @@ class EventDetail:
 
     event: Event
     runs: list[RunDetail]
+
+
+@dataclass(frozen=True)
+class RuleStats:
+    """What one rule did, over the runs still in the history."""
+
+    matches: int  # events
+    runs: int
+    failures: int  # dead runs
+    last_fired: float
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The state of things at a glance: the console's front page."""
+
+    last_hour: dict[str, int]  # runs created, by status
+    last_day: dict[str, int]
+    events_last_hour: int
+    events_last_day: int
+    oldest_active: tuple[str, float] | None  # the run that has waited longest, and since when
+    dead: int  # every dead run in the history: the dead-letter queue

@@ -14,23 +14,28 @@ from typing import TypeVar
 from hookwise import clock
 from hookwise.errors import StoreError
 from hookwise.event import Event
-from hookwise.status import EventStatus, RunStatus
 from hookwise.store import sql
 from hookwise.store.base import Store
 from hookwise.store.records import (
     AcceptResult,
     AttemptRecord,
     Decision,
+    EventQuery,
     EventSummary,
+    Intervention,
     NewRun,
+    Overview,
     Progress,
     Pruned,
+    RuleStats,
     RunDetail,
+    RunQuery,
     RunRecord,
 )
 from hookwise.store.sql import Tx
 
 T = TypeVar("T")
+R = TypeVar("R", Decision, Intervention)
 
 
 class SqlStore(Store):
@@ -99,11 +104,23 @@ class SqlStore(Store):
         return await self._write(lambda tx: sql.record(tx, token, run_id, attempt, progress, now))
 
     async def decide(self, decision: Decision) -> str:
+        return await self._intervene(sql.decide, decision, "recorded")
+
+    async def retry(self, request: Intervention) -> str:
+        return await self._intervene(sql.retry, request, "done")
+
+    async def cancel(self, request: Intervention) -> str:
+        return await self._intervene(sql.cancel, request, "done")
+
+    async def _intervene(
+        self, change: Callable[[Tx, R, float, str], str], request: R, done: str
+    ) -> str:
+        """Apply a person's change to one run; wake the workers when it made work due."""
         now = clock.now()
 
         def write(tx: Tx) -> str:
-            answer = sql.decide(tx, decision, now, self.for_update)
-            if answer == "recorded":
+            answer = change(tx, request, now, self.for_update)
+            if answer == done:
                 self._announce(tx)
             return answer
 
@@ -132,13 +149,20 @@ class SqlStore(Store):
     async def decisions_of(self, run_id: str) -> list[Decision]:
         return await self._read(lambda tx: sql.decisions_of(tx, run_id))
 
-    async def recent_runs(self, statuses: Sequence[RunStatus], limit: int) -> list[RunRecord]:
-        return await self._read(lambda tx: sql.recent_runs(tx, statuses, limit))
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
+        return await self._read(lambda tx: sql.list_runs(tx, query))
 
-    async def list_events(
-        self, filters: dict[str, str], status: EventStatus | None, limit: int
-    ) -> list[EventSummary]:
-        return await self._read(lambda tx: sql.list_events(tx, filters, status, limit))
+    async def list_events(self, query: EventQuery) -> list[EventSummary]:
+        return await self._read(lambda tx: sql.list_events(tx, query))
+
+    async def ids_starting(self, prefix: str) -> list[tuple[str, str]]:
+        return await self._read(lambda tx: sql.ids_starting(tx, prefix))
+
+    async def rule_stats(self) -> dict[str, RuleStats]:
+        return await self._read(sql.rule_stats)
+
+    async def overview(self, now: float) -> Overview:
+        return await self._read(lambda tx: sql.overview(tx, now))
 
     async def runs_of(self, event_id: str) -> list[RunDetail]:
         return await self._read(lambda tx: sql.runs_of(tx, event_id))

@@ -11,38 +11,46 @@ processes. Only standard SQL that SQLite and PostgreSQL both read the same way i
 
 from hookwise.store.sql.accept import accept, add_runs
 from hookwise.store.sql.common import Tx
-from hookwise.store.sql.execute import claim, decide, record, renew
+from hookwise.store.sql.execute import claim, record, renew
+from hookwise.store.sql.intervene import cancel, decide, retry
 from hookwise.store.sql.read import (
     decisions_of,
     events_of_run,
     get_event,
     get_run,
+    ids_starting,
     list_events,
+    list_runs,
     next_due,
     queue_depth,
-    recent_runs,
     run_detail,
     runs_of,
 )
 from hookwise.store.sql.retention import prune
+from hookwise.store.sql.stats import overview, rule_stats
 
 __all__ = [
     "Tx",
     "accept",
     "add_runs",
+    "cancel",
     "claim",
     "decide",
     "decisions_of",
     "events_of_run",
     "get_event",
     "get_run",
+    "ids_starting",
     "list_events",
+    "list_runs",
     "next_due",
+    "overview",
     "prune",
     "queue_depth",
-    "recent_runs",
     "record",
     "renew",
+    "retry",
+    "rule_stats",
     "run_detail",
     "runs_of",
 ]

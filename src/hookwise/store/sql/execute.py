@@ -1,4 +1,4 @@
-"""Executing runs: claims, leases, progress, decisions."""
+"""Executing runs: claims, leases, progress."""
 
 from __future__ import annotations
 
@@ -8,12 +8,7 @@ from collections.abc import Collection
 from hookwise.actions import action_label
 from hookwise.event import new_id
 from hookwise.status import RunStatus
-from hookwise.store.records import (
-    AttemptRecord,
-    Decision,
-    Progress,
-    RunRecord,
-)
+from hookwise.store.records import AttemptRecord, Progress, RunRecord
 from hookwise.store.sql.common import (
     CLAIMABLE,
     HOLDING,
@@ -130,34 +125,6 @@ def record(
     if updated and attempt is not None:
         insert_attempt(tx, attempt)
     return bool(updated)
-
-
-def decide(tx: Tx, decision: Decision, now: float, for_update: str = "") -> str:
-    """Record an approver's decision and wake the run; the runner acts on it.
-
-    One decision per person and run (a database constraint), so `required: 2` means
-    two different people. Returns what happened: recorded, repeated, unknown, or the
-    run's status when it is not waiting for approval.
-    """
-    row = tx.execute(
-        f"SELECT status FROM runs WHERE id = ?{for_update}", (decision.run_id,)
-    ).fetchone()
-    if row is None:
-        return "unknown"
-    if row["status"] != RunStatus.WAITING_APPROVAL:
-        return str(row["status"])
-    inserted = tx.execute(
-        "INSERT INTO decisions (run_id, actor, decision, reason, via, decided_at) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, actor) DO NOTHING",
-        (decision.run_id, decision.actor, decision.decision, decision.reason, decision.via, now),
-    ).rowcount
-    if not inserted:
-        return "repeated"
-    tx.execute(
-        "UPDATE runs SET next_attempt_at = ? WHERE id = ? AND status = 'waiting_approval'",
-        (now, decision.run_id),
-    )
-    return "recorded"
 
 
 def _record_lost_attempt(tx: Tx, run: RunRecord, now: float) -> None:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 from hookwise.event import Event
-from hookwise.status import ACTIVE, EventStatus, RunStatus
-from hookwise.store.records import Decision, EventSummary, RunDetail, RunRecord
+from hookwise.status import ACTIVE, EventStatus
+from hookwise.store.records import (
+    Decision,
+    EventQuery,
+    EventSummary,
+    RunDetail,
+    RunQuery,
+    RunRecord,
+)
 from hookwise.store.sql.common import (
     CLAIMABLE,
     RUN_COLUMNS,
@@ -45,35 +52,91 @@ def decisions_of(tx: Tx, run_id: str) -> list[Decision]:
     return [load(Decision, row) for row in rows]
 
 
-def list_events(
-    tx: Tx, filters: dict[str, str], status: EventStatus | None, limit: int
-) -> list[EventSummary]:
-    where = " AND ".join(f"e.{column} = ?" for column in filters) or "1 = 1"
-    having = "HAVING " + _EVENT_STATUS + " = ?" if status else ""
+def list_events(tx: Tx, query: EventQuery) -> list[EventSummary]:
+    where, params = _where(
+        [
+            ("e.source = ?", query.source),
+            ("e.domain = ?", query.domain),
+            ("e.event_type = ?", query.event_type),
+            ("LOWER(e.artifacts) LIKE ? ESCAPE '\\'", _containing(query.text)),
+            ("e.received_at >= ?", query.since),
+            ("e.received_at < ?", query.until),
+            ("e.id < ?", query.before),
+        ]
+    )
+    having = "HAVING " + _EVENT_STATUS + " = ?" if query.status else ""
     sql = (
         f"SELECT e.*, COUNT(r.id) AS run_count, {_EVENT_STATUS} AS event_status "
         "FROM events e LEFT JOIN run_events l ON l.event_id = e.id "
         f"LEFT JOIN runs r ON r.id = l.run_id WHERE {where} "
         f"GROUP BY e.id {having} ORDER BY e.id DESC LIMIT ?"
     )
-    params = (*filters.values(), *([str(status)] if status else []), limit)
+    params += [*([str(query.status)] if query.status else []), query.limit]
     return [
         EventSummary(event_from(row), EventStatus(row["event_status"]), int(row["run_count"]))
         for row in tx.execute(sql, params).fetchall()
     ]
 
 
+def list_runs(tx: Tx, query: RunQuery) -> list[RunRecord]:
+    statuses = ",".join("?" * len(query.statuses))
+    where, params = _where(
+        [
+            (f"r.status IN ({statuses})", list(map(str, query.statuses)) or None),
+            ("r.rule = ?", query.rule),
+            ("e.source = ?", query.source),
+            ("? IN (r.concurrency_key, r.debounce_key, r.await_key)", query.key),
+            ("r.created_at >= ?", query.since),
+            ("r.created_at < ?", query.until),
+            ("r.id < ?", query.before),
+        ]
+    )
+    columns = ", ".join("r." + c for c in RUN_COLUMNS.split(", "))
+    rows = tx.execute(
+        f"SELECT {columns} FROM runs r JOIN events e ON e.id = r.event_id "
+        f"WHERE {where} ORDER BY r.id DESC LIMIT ?",
+        [*params, query.limit],
+    ).fetchall()
+    return [run_record(row) for row in rows]
+
+
+def _where(conditions: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    """The conditions whose value is given, joined; a list value fills every `?` of its SQL."""
+    kept = [(sql, value) for sql, value in conditions if value is not None]
+    params = [v for _, value in kept for v in (value if isinstance(value, list) else [value])]
+    return " AND ".join(sql for sql, _ in kept) or "1 = 1", params
+
+
+def _containing(text: str | None) -> str | None:
+    if not text:
+        return None
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def ids_starting(tx: Tx, prefix: str, limit: int = 2) -> list[tuple[str, str]]:
+    """(`event` or `run`, id) for ids that begin with `prefix`: ULIDs, compared uppercased."""
+    pattern = prefix.upper() + "%"
+    found = []
+    for kind, table in (("event", "events"), ("run", "runs")):
+        rows = tx.execute(
+            f"SELECT id FROM {table} WHERE id LIKE ? ORDER BY id LIMIT ?", (pattern, limit)
+        ).fetchall()
+        found += [(kind, str(row["id"])) for row in rows]
+    return found
+
+
 def _count(condition: str) -> str:
     return f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)"
 
 
-# An event is as far as its runs: any dead → failed; any still going → active;
+# An event is as far as its runs: any dead → dead; any still going → active;
 # any succeeded → succeeded; all stopped by flow control (skipped, expired, …) → stopped.
 _DEAD = _count("r.status = 'dead'")
 _GOING = _count(f"r.status IN ({quoted(ACTIVE)})")
 _SUCCEEDED = _count("r.status = 'succeeded'")
 _EVENT_STATUS = (
-    f"CASE WHEN COUNT(r.id) = 0 THEN 'unmatched' WHEN {_DEAD} > 0 THEN 'failed' "
+    f"CASE WHEN COUNT(r.id) = 0 THEN 'unmatched' WHEN {_DEAD} > 0 THEN 'dead' "
     f"WHEN {_GOING} > 0 THEN 'active' WHEN {_SUCCEEDED} > 0 THEN 'succeeded' "
     "ELSE 'stopped' END"
 )
@@ -102,15 +165,6 @@ def run_detail(tx: Tx, run: RunRecord) -> RunDetail:
         [row["event_id"] for row in events],
         decisions_of(tx, run.id),
     )
-
-
-def recent_runs(tx: Tx, statuses: Sequence[RunStatus], limit: int) -> list[RunRecord]:
-    rows = tx.execute(
-        f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN ({','.join('?' * len(statuses))}) "
-        "ORDER BY updated_at DESC LIMIT ?",
-        (*map(str, statuses), limit),
-    ).fetchall()
-    return [run_record(row) for row in rows]
 
 
 def queue_depth(tx: Tx) -> int:

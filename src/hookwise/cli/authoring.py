@@ -1,0 +1,128 @@
+"""Commands for rule and plugin authors: check, test (the dry run), plugins, schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hookwise.cli.common import (
+    config_option,
+    main,
+    print_json,
+    registry_for,
+    service_for,
+)
+from hookwise.errors import RequestError
+from hookwise.rules.schema import rules_schema
+from hookwise.sources import Delivery
+
+
+@main.command()
+@config_option
+def check(config_path: str) -> None:
+    """Validate the config and every rule file; exit 1 listing all problems."""
+    service = service_for(config_path)
+    rules = service.rules
+    for warning in service.warnings():
+        click.echo(warning, err=True)
+    click.echo(
+        f"ok: {len(rules)} rules, {len(service.engine.sources)} sources, "
+        f"{len(service.registry.actions)} actions installed"
+    )
+
+
+@main.command("test")
+@config_option
+@click.option("--source", "source_name", required=True, help="The configured source to test as.")
+@click.option("--header", "headers", multiple=True, help="K:V, repeatable (e.g. auth headers).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.argument("event_file", type=click.Path(exists=True, dir_okay=False))
+def test_command(
+    config_path: str, source_name: str, headers: tuple[str, ...], as_json: bool, event_file: str
+) -> None:
+    """Dry run: show the normalized event and, for every rule, whether and why it matches."""
+    service = service_for(config_path)
+    parsed = {}
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep:
+            raise click.BadParameter(f"expected K:V, got {header!r}", param_hint="--header")
+        parsed[name.strip().lower()] = value.strip()
+    delivery = Delivery(parsed, Path(event_file).read_bytes())
+    try:
+        report = service.engine.dry_run(source_name, delivery)
+    except RequestError as exc:
+        click.echo(f"{event_file}: refused ({exc.reason}): {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        print_json(report)
+        return
+    for item in report["events"]:
+        event = item["event"]
+        click.echo(f"event  {event['source']} / {event['domain']} / {event['event_type']}")
+        click.echo(f"data   {json.dumps(event['data'], default=str)[:300]}")
+        for verdict in item["rules"]:
+            mark = "MATCH" if verdict["matched"] else "no   "
+            click.echo(f"{mark}  {verdict['rule']}  ({verdict['origin']})")
+            if not verdict["matched"]:
+                click.echo(f"         {verdict['reason']}")
+            for action in verdict.get("actions", []):
+                click.echo(f"         {action['action']} ({action['uses']})")
+                if "params" in action:
+                    click.echo(f"           with {json.dumps(action['params'], default=str)}")
+                if "error" in action:
+                    click.echo(f"           error: {action['error']}")
+        if not item["rules"]:
+            click.echo("no rules are loaded")
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def plugins(config_path: str, as_json: bool) -> None:
+    """Installed actions and source kinds, with their parameter schemas."""
+    registry = registry_for(config_path)
+    report: dict[str, Any] = {
+        "plugins": registry.plugin_names(),
+        "actions": {
+            name: {
+                "description": spec.description,
+                "integration": spec.integration,
+                "params": spec.params.model_json_schema(),
+            }
+            for name, spec in sorted(registry.actions.items())
+        },
+        "sources": {
+            name: {"description": kind.description, "options": kind.options.model_json_schema()}
+            for name, kind in sorted(registry.sources.items())
+        },
+        "integrations": {
+            name: {"description": spec.description, "settings": spec.settings.model_json_schema()}
+            for name, spec in sorted(registry.integrations.items())
+        },
+    }
+    if as_json:
+        print_json(report)
+        return
+    for section in ("actions", "sources", "integrations"):
+        click.echo(f"{section}:")
+        for name, info in report[section].items():
+            schema = info.get("params") or info.get("options") or info.get("settings") or {}
+            required = set(schema.get("required", []))
+            fields = ", ".join(
+                f"{key}{'' if key in required else '?'}" for key in schema.get("properties", {})
+            )
+            click.echo(f"  {name}: {info['description']}")
+            click.echo(f"      {fields}")
+
+
+@main.command()
+@config_option
+def schema(config_path: str) -> None:
+    """JSON Schema of rule files, for yaml-language-server and other editors."""
+    registry = registry_for(config_path)
+    print_json(rules_schema(registry.actions, registry.integrations))
