@@ -266,6 +266,18 @@ def openapi(version: str) -> dict[str, Any]:
         },
         "security": [{"token": []}],
         "paths": {
+            "/api/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "OK",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": {"description": ERRORS["401"], "content": _json(ErrorBody)},
+                    },
+                }
+            },
             "/api/events": {
                 "get": _operation("Events, newest first", EventList, params=events,
                                   errors=("400", "401", "403", "503"))

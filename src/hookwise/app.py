@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from hookwise import clock
 from hookwise.access import Access
 from hookwise.api import Api
 from hookwise.console import console_routes
@@ -48,6 +49,10 @@ def create_app(service: Hookwise, on_ready: Callable[[], None] = lambda: None) -
         # The counters are worth having most when the store is down: keep the last depth.
         with contextlib.suppress(StoreError):
             service.metrics.queue_depth.set(await service.queue_depth())
+            overview = await service.overview()
+            oldest = overview.oldest_active
+            service.metrics.dead_runs.set(overview.dead)
+            service.metrics.oldest_active_age.set(clock.now() - oldest[1] if oldest else 0)
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:

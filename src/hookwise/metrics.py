@@ -61,6 +61,17 @@ class Metrics:
             "Runs waiting to be executed or retried.",
             registry=self.registry,
         )
+        # The console's overview, for alerts: the same store query answers both.
+        self.dead_runs = Gauge(
+            "hookwise_dead_runs",
+            "Dead runs in the history: the dead letters, until retried or pruned.",
+            registry=self.registry,
+        )
+        self.oldest_active_age = Gauge(
+            "hookwise_oldest_active_run_age_seconds",
+            "Age of the oldest run not finished yet (pending, waiting, retrying); 0 if none.",
+            registry=self.registry,
+        )
 
 
 class ActionMetrics:

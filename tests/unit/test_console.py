@@ -243,6 +243,8 @@ def test_overview_and_rules_pages_count_what_happened(console: Served, sink: Sin
     login(console, VIEWER)
     overview = console.http.get("/ui").text
     assert re.search(r"<b>1</b>dead runs", overview)
+    metrics = console.get("/metrics").text
+    assert "\nhookwise_dead_runs 1.0\n" in metrics  # the same count as the overview
     rules = console.http.get("/ui/rules").text
     assert "rules.yaml:3" in rules  # file:line of the rule
     row = rules[rules.index(">deploy<") :]

@@ -5,14 +5,16 @@ one status vocabulary. In-process (TestClient, CliRunner) over a real SQLite sto
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cli import invoke
-from tests.conftest import Reply, Sink
+from tests.conftest import SQLITE, Reply, Sink
+from tests.postgres import fresh_database
 from tests.served import Served
 from tests.tokens import ACCESS, OPERATOR, VIEWER, bearer
 
@@ -40,11 +42,17 @@ def pushed(tag: str, name: str = "api") -> bytes:
     return json.dumps({"domain": "docker", "event_type": "pushed", "data": data}).encode()
 
 
-@pytest.fixture
-def served(served_factory: Callable[..., Served], sink: Sink) -> Served:
-    served = served_factory(RULES.replace("SINK", sink.url), extra=ACCESS).start()
-    served.http.headers.update(bearer(VIEWER))
-    return served
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def served(
+    request: pytest.FixtureRequest, served_factory: Callable[..., Served], sink: Sink
+) -> Iterator[Served]:
+    """The service on each store: the operations are the store's queries."""
+    with contextlib.ExitStack() as stack:
+        store = SQLITE if request.param == "sqlite" else stack.enter_context(fresh_database())
+        served = served_factory(RULES.replace("SINK", sink.url), extra=ACCESS, store=store)
+        served.start().http.headers.update(bearer(VIEWER))
+        yield served
+        served.stop()
 
 
 def dies_at_ship(served: Served, sink: Sink, tag: str, name: str = "api") -> str:

@@ -20,7 +20,7 @@ from hookwise import retention
 from hookwise.config import Config
 from hookwise.errors import StoreError
 from hookwise.event import Event, new_id
-from hookwise.status import EventStatus
+from hookwise.status import EventStatus, RunStatus
 from hookwise.store import (
     AttemptRecord,
     Decision,
@@ -29,6 +29,8 @@ from hookwise.store import (
     NewRun,
     Progress,
     Pruned,
+    RuleStats,
+    RunQuery,
     Schema,
     Store,
     display_url,
@@ -738,3 +740,80 @@ async def test_one_process_prunes_at_a_time(pg_url: str, at: Clock):
         assert await store.prune(T0 + 1) == Pruned(busy=True)
     assert await store.prune(T0 + 1) == Pruned(1, 1, 1, 1)
     await store.close()
+
+
+# -- listing, finding and counting, for the console and the API ------------------------
+
+
+def pushed_at(at: float, name: str, tag: str) -> Event:
+    artifact = {"name": name, "tag": tag, "digest": "sha256:" + "c" * 8}
+    return Event(new_id(), "artifactory", "artifactory", "docker", "pushed", None, at,
+                 {"tag": tag}, {}, [artifact])  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_lists_filter_and_page_alike_on_every_backend(store: Store, at: Clock):
+    runs = []
+    for n, (name, key) in enumerate([("api", "api"), ("web", "web"), ("API-gw", "api")]):
+        at.now = T0 + n * 3600
+        spec = {**SPEC, "concurrency": {"key": "{{ artifact.name }}", "limit": 5}}
+        run = NewRun(new_id(), f"rule-{n % 2}", spec, FlowKeys(concurrency=key))
+        await store.accept(pushed_at(at.now, name, f"1.{n}"), new_id(), 60, [run])
+        runs.append(run.id)
+    by_key = await store.list_runs(RunQuery(key="api"))
+    assert [r.id for r in by_key] == [runs[2], runs[0]]
+    page = await store.list_runs(RunQuery(limit=2))
+    assert [r.id for r in page] == [runs[2], runs[1]]
+    rest = await store.list_runs(RunQuery(before=page[-1].id, limit=2))
+    assert [r.id for r in rest] == [runs[0]]
+    assert [r.id for r in await store.list_runs(RunQuery(rule="rule-1"))] == [runs[1]]
+    since = await store.list_runs(RunQuery(since=T0 + 3600, until=T0 + 7200))
+    assert [r.id for r in since] == [runs[1]]
+    pending = await store.list_runs(RunQuery(statuses=(RunStatus.PENDING, RunStatus.DEAD)))
+    assert len(pending) == 3
+    assert await store.list_runs(RunQuery(source="harbor")) == []
+    # artifact text: any case, and % or _ typed are literal characters
+    found = await store.list_events(EventQuery(text="api"))
+    assert sorted(s.event.artifacts[0]["name"] for s in found) == ["API-gw", "api"]
+    assert await store.list_events(EventQuery(text="a%")) == []
+    assert len(await store.list_events(EventQuery(text="1._"))) == 0
+    assert len(await store.list_events(EventQuery(text="1.1"))) == 1
+
+
+@pytest.mark.anyio
+async def test_ids_are_found_by_their_start(store: Store, at: Clock):
+    run = NewRun(new_id(), "r", SPEC)
+    event_id = await deliver(store, at, T0, run)
+    assert await store.ids_starting(event_id) == [("event", event_id)]
+    assert await store.ids_starting(run.id[:20].lower()) == [("run", run.id)]
+    assert await store.ids_starting("ZZZZ") == []
+
+
+@pytest.mark.anyio
+async def test_rule_stats_and_overview_count_what_the_history_holds(store: Store, at: Clock):
+    ok, bad = NewRun(new_id(), "deploy", SPEC), NewRun(new_id(), "deploy", SPEC)
+    await deliver(store, at, T0, ok, bad)
+    waiting = NewRun(new_id(), "gated", SPEC)
+    await deliver(store, at, T0 + 60, waiting)
+    at.now = T0 + 120
+    [claimed_ok, claimed_bad, claimed_waiting] = sorted(
+        await store.claim("w", 10, 30), key=lambda r: [ok.id, bad.id, waiting.id].index(r.id)
+    )
+    assert await store.record(
+        claimed_ok.lease, ok.id, None, Progress(RunStatus.SUCCEEDED, 1, 0, {})
+    )
+    assert await store.record(
+        claimed_bad.lease, bad.id, None, Progress(RunStatus.DEAD, 0, 1, {}, "log#1: boom")
+    )
+    assert await store.record(
+        claimed_waiting.lease, waiting.id, None, Progress(RunStatus.WAITING_APPROVAL, 0, 0, {})
+    )
+    stats = await store.rule_stats()
+    assert stats["deploy"] == RuleStats(1, 2, 1, T0, "log#1: boom")
+    assert (stats["gated"].runs, stats["gated"].failures) == (1, 0)
+    overview = await store.overview(T0 + 3600 + 30)
+    assert overview.dead == 1
+    assert overview.last_day == {"succeeded": 1, "dead": 1, "waiting_approval": 1}
+    assert overview.last_hour == {"waiting_approval": 1}  # the others are over an hour old
+    assert (overview.events_last_day, overview.events_last_hour) == (2, 1)
+    assert overview.oldest_active == (waiting.id, T0 + 60)
