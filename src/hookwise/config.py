@@ -46,6 +46,11 @@ class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     kind: str
+    body_dedupe_window: Duration | None = Field(
+        default=None,
+        description="For deliveries without an id: how long the same body counts as a "
+        "repeat; overrides the top-level body_dedupe_window.",
+    )
 
 
 class WorkerConfig(BaseModel):
@@ -141,7 +146,16 @@ class Config(BaseModel):
         "address. Anyone who can reach the port can then read the history and replay events.",
     )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
-    dedupe_window: Duration = 72 * 3600.0
+    dedupe_window: Duration = Field(
+        default=72 * 3600.0,
+        description="How long a delivery id (or a sender's dedupe key) counts as a repeat.",
+    )
+    body_dedupe_window: Duration = Field(
+        default=600.0,
+        description="For senders without a delivery id (Artifactory): how long the same "
+        "body counts as a repeat. Short, so that re-sending an old promotion (a rollback) "
+        "runs again; a sender's own retries come within minutes.",
+    )
     egress: EgressConfig = Field(default_factory=EgressConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
@@ -255,6 +269,7 @@ class BoundSource:
     name: str
     kind: SourceKind
     options: BaseModel
+    body_dedupe_window: float | None = None  # None: the config's
 
     @property
     def credential_headers(self) -> frozenset[str]:
@@ -283,7 +298,7 @@ def bind_sources(config: Config, kinds: dict[str, SourceKind]) -> dict[str, Boun
         except ValidationError as exc:
             problems.extend(problems_from(exc, doc, kind.options, prefix=("sources", name)))
             continue
-        bound[name] = BoundSource(name, kind, options)
+        bound[name] = BoundSource(name, kind, options, source.body_dedupe_window)
     if problems:
         raise ConfigError(problems)
     return bound

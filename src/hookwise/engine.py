@@ -30,13 +30,15 @@ from hookwise.validation import summarize
 log = logging.getLogger("hookwise.engine")
 
 
-def dedupe_key(source: str, item: Incoming, body: bytes, position: int) -> str:
-    """Sender's own id when there is one, else the exact body (and position in a batch)."""
+def dedupe_key(source: str, item: Incoming, body: bytes, position: int) -> tuple[str, bool]:
+    """Sender's own id when there is one, else the exact body (and position in a batch);
+    and whether it is the body, whose window is short: the same body sent again later
+    on purpose (a rollback to an earlier promotion) must run again."""
     if item.dedupe_key:
-        return f"{source}:key:{item.dedupe_key}"
+        return f"{source}:key:{item.dedupe_key}", False
     if item.delivery_id:
-        return f"{source}:id:{item.delivery_id}"
-    return f"{source}:sha256:{hashlib.sha256(body).hexdigest()}:{position}"
+        return f"{source}:id:{item.delivery_id}", False
+    return f"{source}:sha256:{hashlib.sha256(body).hexdigest()}:{position}", True
 
 
 class Engine:
@@ -123,8 +125,11 @@ class Engine:
         planned = await self.templates.off_loop("intake", self._planned, name, delivery)
         results = []
         for position, (item, event, runs, awaited) in enumerate(planned):
-            key = dedupe_key(name, item, delivery.body, position)
-            result = await self.store.accept(event, key, self.config.dedupe_window, runs, awaited)
+            key, by_body = dedupe_key(name, item, delivery.body, position)
+            window = self.config.dedupe_window
+            if by_body:
+                window = self.sources[name].body_dedupe_window or self.config.body_dedupe_window
+            result = await self.store.accept(event, key, window, runs, awaited)
             results.append(result)
         return results
 

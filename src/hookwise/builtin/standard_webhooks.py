@@ -1,12 +1,15 @@
 """The Standard Webhooks source (https://www.standardwebhooks.com), as Svix and others send.
 
 Every delivery carries `webhook-id`, `webhook-timestamp` (unix seconds) and
-`webhook-signature`, a space-separated list of `v1,<base64 HMAC-SHA256>` over
+`webhook-signature` (or the same as `svix-id`, `svix-timestamp`, `svix-signature`,
+which Svix sends by default and its libraries accept), a space-separated list of
+`v1,<base64 HMAC-SHA256>` over
 `{id}.{timestamp}.{body}`; senders list several while rotating secrets, and any one
 matching is enough. Signing the timestamp lets a receiver refuse replays: deliveries
 older or newer than `tolerance` are refused even with a good signature.
 
-Secrets are handed out as `whsec_<base64>`, the key being the decoded bytes; a secret
+Secrets are handed out as `whsec_<base64>`, the key being the decoded bytes (with or
+without the `=` padding, as the reference library takes them); a secret
 without that prefix is used as-is (its UTF-8 bytes), like the reference libraries'
 `from_raw`. The payload convention is `{"type": "invoice.paid", "timestamp", "data"}`:
 `type` gives domain and event type as in the CloudEvents source, `data` is what rules
@@ -29,6 +32,7 @@ from hookwise.signatures import require_credential, same, sign, unix_seconds
 from hookwise.sources import Delivery, SourceKind, TypeRule, parse_json, require_str
 
 HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+SVIX_HEADERS = ("svix-id", "svix-timestamp", "svix-signature")
 PREFIX = "whsec_"
 
 
@@ -37,7 +41,8 @@ def signing_key(secret: str) -> bytes:
     if not secret.startswith(PREFIX):
         return secret.encode()
     try:
-        return base64.b64decode(secret.removeprefix(PREFIX), validate=True)
+        encoded = secret.removeprefix(PREFIX)
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except binascii.Error as exc:
         raise ValueError(f"the part of the secret after {PREFIX} is not valid base64") from exc
 
@@ -66,35 +71,43 @@ class StandardWebhooksOptions(TypeRule):
         return self
 
 
+def header_names(delivery: Delivery) -> tuple[str, str, str]:
+    """The `svix-*` set when the delivery uses it, else the standard `webhook-*` one."""
+    if delivery.header("webhook-id") is None and delivery.header("svix-id") is not None:
+        return SVIX_HEADERS
+    return HEADERS
+
+
 def verify(delivery: Delivery, options: StandardWebhooksOptions) -> None:
     if options.secret is None:
         return
-    values = [(delivery.header(name) or "").strip() for name in HEADERS]
+    names = header_names(delivery)
+    values = [(delivery.header(name) or "").strip() for name in names]
     msg_id, stamp, signatures = values
-    missing = [name for name, value in zip(HEADERS, values, strict=True) if not value]
+    missing = [name for name, value in zip(names, values, strict=True) if not value]
     if missing:
         raise VerificationError(
             f"missing {', '.join(missing)}: Standard Webhooks deliveries carry webhook-id, "
             "webhook-timestamp and webhook-signature headers"
         )
     if not unix_seconds(stamp):
-        raise VerificationError(f"webhook-timestamp must be unix seconds, got {stamp[:40]!r}")
+        raise VerificationError(f"{names[1]} must be unix seconds, got {stamp[:40]!r}")
     skew = time.time() - int(stamp)
     if abs(skew) > options.tolerance:
         when = "old" if skew > 0 else "in the future"
         raise VerificationError(
-            f"webhook-timestamp is {abs(skew):.0f}s {when}, beyond the {options.tolerance:g}s "
+            f"{names[1]} is {abs(skew):.0f}s {when}, beyond the {options.tolerance:g}s "
             "tolerance: a replayed delivery, or a clock to fix (or raise `tolerance`)"
         )
     pairs = (entry.partition(",") for entry in signatures.split())
     sent = [signature for version, _, signature in pairs if version == "v1"]
     if not sent:
-        raise VerificationError("webhook-signature has no `v1,<base64>` signature to check")
+        raise VerificationError(f"{names[2]} has no `v1,<base64>` signature to check")
     key = signing_key(options.secret.get_secret_value())
     expected = sign(key, f"{msg_id}.{stamp}.".encode() + delivery.body, "sha256", "base64")
     if not any([same(signature, expected) for signature in sent]):
         raise VerificationError(
-            "no v1 signature in webhook-signature matches this body, id and timestamp with the "
+            f"no v1 signature in {names[2]} matches this body, id and timestamp with the "
             "configured secret; check that it is this endpoint's whsec_... secret"
         )
 
@@ -112,7 +125,7 @@ def normalize(delivery: Delivery, options: StandardWebhooksOptions) -> list[Inco
             domain=domain,
             event_type=event_type,
             data=payload.get("data", payload),
-            delivery_id=delivery.header("webhook-id") or None,
+            delivery_id=delivery.header(header_names(delivery)[0]) or None,
         )
     ]
 
@@ -127,6 +140,6 @@ def hookwise_sources() -> list[SourceKind]:
             normalize=normalize,
             description="Standard Webhooks (Svix and others): webhook-signature HMAC-SHA256 "
             "with whsec_ secret, timestamp tolerance.",
-            credential_headers=lambda options: list(HEADERS),
+            credential_headers=lambda options: [*HEADERS, *SVIX_HEADERS],
         )
     ]

@@ -226,3 +226,33 @@ def test_bad_options_are_reported_by_check(tmp_path: Path, options: str, message
     result = invoke("check", cwd=project(tmp_path, extra=extra))
     assert result.returncode == 1
     assert message in result.stderr
+
+
+def test_svix_header_names_and_an_unpadded_secret_signed_by_the_reference_library(
+    served_factory: Any,
+):
+    """What Svix sends by default: `svix-*` headers, signed with a `whsec_` secret whose
+    base64 has no `=` padding; the reference library signs it, hookwise must accept it."""
+    from datetime import UTC, datetime
+
+    from standardwebhooks import Webhook
+
+    unpadded = "whsec_" + base64.b64encode(b"twenty-two bytes of key").decode().rstrip("=")
+    assert not unpadded.endswith("=") and len(unpadded.removeprefix("whsec_")) % 4
+    served = served_factory(RULES, extra=EXTRA)
+    served.env.update(TEST_SW_SECRET=unpadded, TEST_SW_RAW_SECRET=RAW_SECRET)
+    served.start()
+    now = datetime.now(tz=UTC)
+    signature = Webhook(unpadded).sign("msg_svix_1", now, INVOICE.decode())
+    headers = {"svix-id": "msg_svix_1", "svix-timestamp": str(int(now.timestamp())),
+               "svix-signature": signature}  # fmt: skip
+    accepted = served.post(INVOICE, source="sw", headers=headers)
+    assert accepted.status_code == 202, accepted.text
+    [stored] = served.stored("sw")
+    assert (stored["delivery_id"], stored["domain"], stored["event_type"]) == (
+        "msg_svix_1", "invoice", "paid",
+    )  # fmt: skip
+    forged = {**headers, "svix-id": "msg_svix_2"}
+    refused = served.post(INVOICE, source="sw", headers=forged)
+    assert refused.status_code == 401
+    assert "no v1 signature in svix-signature matches" in refused.json()["error"]
