@@ -169,8 +169,8 @@ def test_an_unknown_key_is_reported_at_the_key_with_the_close_known_key(here: Pa
             "colour: red\n",
             "hookwise.yaml:1:1: [error] colour: unknown key 'colour'; allowed keys: listen, "
             "store, rules, plugins_dir, api_token, access, public_url, allow_unauthenticated_api, "
-            "max_body_bytes, dedupe_window, "
-            "body_dedupe_window, egress, worker, retention, templates, server, sources, integrations",
+            "max_body_bytes, dedupe_window, body_dedupe_window, egress, worker, retention, "
+            "templates, server, sources, integrations",
         ),
         (
             "worker:\n  threads: 4\n",
