@@ -215,6 +215,11 @@ class Config(BaseModel):
         return int(self.listen.rpartition(":")[2])
 
     @property
+    def document(self) -> Document:
+        """The file as read, with positions, for messages about what it says."""
+        return self._document or Document(DEFAULT_PATH, None)
+
+    @property
     def base_dir(self) -> Path:
         """The folder of the config file: relative paths in it start there."""
         return self._base_dir
@@ -245,9 +250,28 @@ class Config(BaseModel):
         return self.store
 
 
-def load_config(path: str | os.PathLike[str] = DEFAULT_PATH) -> Config:
-    """Read, expand `${VAR}`, validate; raises ConfigError listing every problem."""
-    doc = load_file(str(path), env=os.environ)
+def load_config(path: str | os.PathLike[str] = DEFAULT_PATH, *, lenient: bool = False) -> Config:
+    """Read, expand `${VAR}`, validate; raises ConfigError listing every problem.
+
+    `lenient` is for commands that use neither the sources' secrets nor the
+    integrations' credentials (check, test, events, …): a `${VAR}` that is not set is
+    then no error, and nothing is checked of the value it would have given.
+    """
+    if not Path(path).is_file():
+        where = Path(path).resolve()
+        problem = "no such file" if not Path(path).exists() else "not a file"
+        raise ConfigError(
+            [
+                Problem(
+                    str(where),
+                    1,
+                    1,
+                    f"cannot read the config: {problem}; pass --config PATH "
+                    "or run hookwise in the folder that holds hookwise.yaml",
+                )
+            ]
+        )
+    doc = load_file(str(path), env=os.environ, lenient=lenient)
     if doc.problems:
         raise ConfigError(doc.problems)
     data: Any = doc.data if doc.data is not None else {}
@@ -260,6 +284,31 @@ def load_config(path: str | os.PathLike[str] = DEFAULT_PATH) -> Config:
     config._base_dir = Path(path).resolve().parent
     config._document = doc
     return config
+
+
+def _known(doc: Document, problems: list[Problem]) -> list[Problem]:
+    """Problems not caused by a `${VAR}` left unset by a lenient load; a block that only
+    has those is left out, and a command that needs it says so when it does."""
+    unset_lines = {line for line, _ in doc.unset}
+    return [problem for problem in problems if problem.line not in unset_lines]
+
+
+def _unset_paths(doc: Document) -> list[tuple[Any, ...]]:
+    return [path for path, position in doc.value_pos.items() if position in doc.unset]
+
+
+def unset_in(config: Config, where: tuple[str, ...]) -> list[str]:
+    """The `${VAR}`s left unset below `where` (e.g. `("sources", "artifactory")`)."""
+    doc = config._document
+    if doc is None:
+        return []
+    return sorted(
+        {
+            doc.unset[doc.value_pos[path]]
+            for path in _unset_paths(doc)
+            if path[: len(where)] == where
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -296,7 +345,8 @@ def bind_sources(config: Config, kinds: dict[str, SourceKind]) -> dict[str, Boun
         try:
             options = kind.options.model_validate(source.model_extra or {})
         except ValidationError as exc:
-            problems.extend(problems_from(exc, doc, kind.options, prefix=("sources", name)))
+            found = problems_from(exc, doc, kind.options, prefix=("sources", name))
+            problems.extend(_known(doc, found))
             continue
         bound[name] = BoundSource(name, kind, options, source.body_dedupe_window)
     if problems:
@@ -318,6 +368,7 @@ def check_integrations(config: Config, specs: dict[str, IntegrationSpec]) -> Non
         try:
             spec.settings.model_validate(block)
         except ValidationError as exc:
-            problems.extend(problems_from(exc, doc, spec.settings, prefix=("integrations", name)))
+            found = problems_from(exc, doc, spec.settings, prefix=("integrations", name))
+            problems.extend(_known(doc, found))
     if problems:
         raise ConfigError(problems)

@@ -24,8 +24,16 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from hookwise import clock, secrets
-from hookwise.config import BoundSource, Config, bind_sources, check_integrations, load_config
+from hookwise.config import (
+    BoundSource,
+    Config,
+    bind_sources,
+    check_integrations,
+    load_config,
+    unset_in,
+)
 from hookwise.engine import Engine
+from hookwise.errors import ConfigError
 from hookwise.event import Event
 from hookwise.links import Links
 from hookwise.matcher import RuleIndex
@@ -60,6 +68,7 @@ from hookwise.store import (
 )
 from hookwise.templates import make_environment
 from hookwise.worker import Worker
+from hookwise.yamlpos import ENV_REF
 
 log = logging.getLogger("hookwise")
 # A run being looked at by a worker (a few milliseconds) is asked again this often.
@@ -400,18 +409,27 @@ def config_secrets(
     found += [value for bound in sources.values() for value in secret_values(bound.options)]
     for name, block in config.integrations.items():
         spec = registry.integrations.get(name)
-        if spec is not None:
+        if spec is not None and not unset_in(config, ("integrations", name)):
             found += secret_values(spec.settings.model_validate(block))
     password = urlsplit(config.store).password
+    found = [value for value in found if not ENV_REF.fullmatch(value)]  # unset, lenient
     return [*found, unquote(password)] if password else found
 
 
-def build_service(config_path: str | os.PathLike[str]) -> Hookwise:
+def build_service(config_path: str | os.PathLike[str], *, lenient: bool = False) -> Hookwise:
     """Everything that can be checked without I/O; raises ConfigError with all problems.
 
-    The store is created but not connected: `open` or `start` does that.
+    The store is created but not connected: `open` or `start` does that. `lenient` is
+    for commands that neither receive nor act (see `load_config`): a source or an
+    integration whose `${VAR}` is not set is left out rather than refused.
     """
-    config = load_config(config_path)
+    config = load_config(config_path, lenient=lenient)
+    if missing := unset_in(config, ("store",)):
+        message = (
+            f"store: environment variable {missing[0]} is not set; every command that "
+            "reads the history needs it"
+        )
+        raise ConfigError([config.document.problem(("store",), message)])
     plugins_dir = config.path(config.plugins_dir) if config.plugins_dir else None
     registry = load_registry(plugins_dir)
     sources = bind_sources(config, registry.sources)
@@ -422,7 +440,13 @@ def build_service(config_path: str | os.PathLike[str]) -> Hookwise:
         max_output=config.templates.max_output,
         timeout=config.templates.timeout,
     )
-    loader = RuleLoader(registry.actions, templates, registry.integrations, config.integrations)
+    loader = RuleLoader(
+        registry.actions,
+        templates,
+        registry.integrations,
+        config.integrations,
+        require_env=not lenient,
+    )
     rules = RuleIndex(loader.load(config.rules_path))
     metrics = Metrics()
     registry.pm.register(ActionMetrics(metrics), "hookwise.metrics")

@@ -66,6 +66,8 @@ class Document:
     key_pos: dict[Path, tuple[int, int]] = field(default_factory=dict)
     value_pos: dict[Path, tuple[int, int]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    # Leniently loaded: where a `${VAR}` not in the environment was kept as written.
+    unset: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def problem(self, path: Path, message: str, *, at_key: bool = False) -> Problem:
         """Position a message at `path`, or at its nearest ancestor that has a position."""
@@ -92,8 +94,14 @@ def format_path(path: Path) -> str:
     return out
 
 
-def load_file(filename: str, *, env: Mapping[str, str] | None = None) -> Document:
-    """Load one YAML file; with `env`, `${VAR}` and `${VAR:-default}` in strings are expanded."""
+def load_file(
+    filename: str, *, env: Mapping[str, str] | None = None, lenient: bool = False
+) -> Document:
+    """Load one YAML file; with `env`, `${VAR}` and `${VAR:-default}` in strings are expanded.
+
+    `lenient`: a variable that is not set is no problem; it stays as written, and
+    `Document.unset` says where, for commands that do not use the value.
+    """
     try:
         with open(filename, encoding="utf-8") as handle:
             text = handle.read()
@@ -108,10 +116,12 @@ def load_file(filename: str, *, env: Mapping[str, str] | None = None) -> Documen
             Problem(filename, line, 1, "the file is not UTF-8 text; save it as UTF-8")
         )
         return doc
-    return load_text(text, filename, env=env)
+    return load_text(text, filename, env=env, lenient=lenient)
 
 
-def load_text(text: str, filename: str, *, env: Mapping[str, str] | None = None) -> Document:
+def load_text(
+    text: str, filename: str, *, env: Mapping[str, str] | None = None, lenient: bool = False
+) -> Document:
     doc = Document(filename, None)
     loader: _Loader | None = None
     try:
@@ -119,7 +129,7 @@ def load_text(text: str, filename: str, *, env: Mapping[str, str] | None = None)
         node = loader.get_single_node()
         if node is not None:
             budget = ALIAS_FACTOR * loader.composed + ALIAS_ALLOWANCE
-            doc.data = _Walker(doc, loader, env, budget).build(node, ())
+            doc.data = _Walker(doc, loader, env, budget, lenient).build(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -144,9 +154,15 @@ def load_text(text: str, filename: str, *, env: Mapping[str, str] | None = None)
 
 class _Walker:
     def __init__(
-        self, doc: Document, loader: yaml.SafeLoader, env: Mapping[str, str] | None, budget: int
+        self,
+        doc: Document,
+        loader: yaml.SafeLoader,
+        env: Mapping[str, str] | None,
+        budget: int,
+        lenient: bool = False,
     ) -> None:
         self.doc = doc
+        self.lenient = lenient
         self.loader = loader
         self.env = env
         self.budget = budget  # values left to build; aliases spend it again and again
@@ -224,6 +240,9 @@ class _Walker:
                 return self.env[name]
             if default is not None:
                 return default
+            if self.lenient:
+                self.doc.unset[_pos(node)] = name
+                return match.group(0)
             self.doc.problems.append(
                 Problem(
                     self.doc.file,

@@ -145,12 +145,6 @@ def test_check_warns_when_approvals_cannot_be_clicked_without_a_signing_secret(t
             "compile: unexpected end of template, expected 'end of print statement'.",
         ),
         (
-            "rules:\n  - name: a\n    when: {}\n    actions:\n      - uses: log\n"
-            "        with: {message: 'token ${HOOKWISE_TEST_UNSET_VAR}'}\n",
-            "rules/main.yaml:6:25: [error] rules[0].actions[0].with.message: environment variable "
-            "HOOKWISE_TEST_UNSET_VAR is not set; export it before starting hookwise",
-        ),
-        (
             "rules:\n  - name: a\n    when: {}\n    actions: []\n",
             "rules/main.yaml:4:14: [error] rules[0].actions: List should have at least 1 item "
             "after validation, not 0",
@@ -204,12 +198,6 @@ def test_templated_values_are_checked_after_rendering_not_before(tmp_path: Path)
 @pytest.mark.parametrize(
     ("config", "env", "expected"),
     [
-        (
-            "sources:\n  artifactory:\n    kind: artifactory\n    secret: ${HW_MISSING_SECRET}\n",
-            {},
-            "hookwise.yaml:4:13: [error] environment variable HW_MISSING_SECRET is not set; "
-            "export it or write ${HW_MISSING_SECRET:-default}",
-        ),
         (
             "listen: 127.0.0.1:8080\nmax_body_byte: 10\n",
             {},
@@ -265,6 +253,67 @@ def test_config_errors_name_file_line_and_fix(tmp_path: Path, config, env, expec
     result = invoke("check", cwd=root, env=env)
     assert result.returncode == 1
     assert result.stderr.splitlines()[0] == expected
+
+
+UNSET = """\
+store: sqlite:///./hookwise.db
+sources:
+  artifactory:
+    kind: artifactory
+    secret: ${HW_MISSING_SECRET}
+integrations:
+  slack:
+    token: ${HW_MISSING_SLACK_TOKEN}
+"""
+
+
+def test_commands_that_do_not_use_a_secret_do_not_need_it(tmp_path: Path):
+    root = project(tmp_path, GOOD_RULES, config=UNSET)
+    checked = invoke("check", cwd=root)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr.splitlines() == [
+        "hookwise.yaml:5:13: [warning] environment variable HW_MISSING_SECRET is not set; "
+        "`serve` and `worker` need it",
+        "hookwise.yaml:8:12: [warning] environment variable HW_MISSING_SLACK_TOKEN is not set; "
+        "`serve` and `worker` need it",
+        "rules/main.yaml:18:36: [warning] rules[0].actions[0].with.headers.Authorization: "
+        "environment variable DEPLOY_TOKEN is not set; `serve` and `worker` need it",
+    ]
+    for command in (["events"], ["runs"], ["schema"], ["plugins"]):
+        ran = invoke(*command, cwd=root)
+        assert ran.returncode == 0, (command, ran.stderr)
+    promoted = str(FIXTURES / "artifactory/docker.promoted.walkthrough.json")
+    tested = invoke("test", "--source", "artifactory", promoted, cwd=root)
+    assert tested.returncode == 0, tested.stderr
+    assert tested.stderr.startswith("note: not verified: HW_MISSING_SECRET is not set")
+    assert "MATCH  deploy-helloworld" in tested.stdout
+
+
+def test_serve_needs_every_secret_and_the_store_is_needed_by_all(tmp_path: Path):
+    from hookwise.config import load_config
+    from hookwise.errors import ConfigError
+
+    root = project(tmp_path, "rules: []\n", config=UNSET)
+    with pytest.raises(ConfigError) as strict:
+        load_config(root / "hookwise.yaml")
+    assert str(strict.value.problems[0]).endswith(
+        "hookwise.yaml:5:13: [error] environment variable HW_MISSING_SECRET is not set; "
+        "export it or write ${HW_MISSING_SECRET:-default}"
+    )
+    from hookwise.service import build_service
+
+    project(tmp_path, GOOD_RULES, config="store: sqlite:///./hookwise.db\n")
+    with pytest.raises(ConfigError) as rules:
+        build_service(root / "hookwise.yaml")  # as `serve` builds it
+    assert str(rules.value.problems[0]).endswith(
+        "environment variable DEPLOY_TOKEN is not set; export it before starting hookwise"
+    )
+    project(tmp_path, "rules: []\n", config="store: postgresql://hw:${HW_PG_PASSWORD}@db/hw\n")
+    listed = invoke("events", cwd=root)
+    assert listed.returncode == 1
+    assert listed.stderr.startswith(
+        "hookwise.yaml:1:8: [error] store: environment variable HW_PG_PASSWORD is not set; "
+    )
 
 
 def test_env_default_and_expansion(tmp_path: Path):

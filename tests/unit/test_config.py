@@ -319,7 +319,8 @@ def test_a_missing_config_file_is_a_config_error_at_line_one(here: Path):
     with pytest.raises(ConfigError) as caught:
         load_config("missing.yaml")
     assert [str(p) for p in caught.value.problems] == [
-        "missing.yaml:1:1: [error] cannot read file: No such file or directory"
+        f"{here / 'missing.yaml'}:1:1: [error] cannot read the config: no such file; pass "
+        "--config PATH or run hookwise in the folder that holds hookwise.yaml"
     ]
 
 

@@ -16,6 +16,7 @@ from hookwise.cli.common import (
     registry_for,
     service_for,
 )
+from hookwise.config import unset_in
 from hookwise.errors import RequestError
 from hookwise.rules.schema import rules_schema
 from hookwise.sources import Delivery
@@ -29,6 +30,15 @@ def check(config_path: str) -> None:
     rules = service.rules
     for warning in service.warnings():
         click.echo(warning, err=True)
+    doc = service.config.document
+    for (line, col), name in sorted(doc.unset.items()):
+        click.echo(
+            f"{doc.file}:{line}:{col}: [warning] environment variable {name} is not set; "
+            "`serve` and `worker` need it",
+            err=True,
+        )
+    for problem in service.loader.warnings:
+        click.echo(str(problem), err=True)
     click.echo(
         f"ok: {len(rules)} rules, {len(service.engine.sources)} sources, "
         f"{len(service.registry.actions)} actions installed"
@@ -53,8 +63,15 @@ def test_command(
             raise click.BadParameter(f"expected K:V, got {header!r}", param_hint="--header")
         parsed[name.strip().lower()] = value.strip()
     delivery = Delivery(parsed, Path(event_file).read_bytes())
+    unset = unset_in(service.config, ("sources", source_name))
+    if unset:
+        click.echo(
+            f"note: not verified: {', '.join(unset)} is not set, so the sender's credential "
+            "cannot be checked; the rules see the event all the same",
+            err=True,
+        )
     try:
-        report = service.engine.dry_run(source_name, delivery)
+        report = service.engine.dry_run(source_name, delivery, verify=not unset)
     except RequestError as exc:
         click.echo(f"{event_file}: refused ({exc.reason}): {exc}", err=True)
         sys.exit(1)

@@ -44,9 +44,13 @@ def loaded(load: Callable[[str], T], config_path: str) -> T:
         sys.exit(1)
 
 
-def service_for(config_path: str) -> Hookwise:
-    """Build the service or exit 1 with every problem as file:line:col."""
-    return loaded(build_service, config_path)
+def service_for(config_path: str, *, strict: bool = False) -> Hookwise:
+    """Build the service or exit 1 with every problem as file:line:col.
+
+    Only `serve` and `worker` are `strict`: they receive and act, so every `${VAR}` must
+    be set. The other commands do without the secrets they do not use.
+    """
+    return loaded(lambda path: build_service(path, lenient=not strict), config_path)
 
 
 def log_to_stderr() -> None:
@@ -56,7 +60,7 @@ def log_to_stderr() -> None:
 def registry_for(config_path: str) -> Registry:
     """Plugins only: `schema` and `plugins` must work while rules are still broken."""
     try:
-        config = load_config(config_path) if Path(config_path).exists() else Config()
+        config = load_config(config_path, lenient=True) if Path(config_path).exists() else Config()
         return load_registry(config.path(config.plugins_dir) if config.plugins_dir else None)
     except ConfigError as exc:
         for problem in exc.problems:

@@ -31,7 +31,7 @@ log = logging.getLogger("hookwise")
 def serve(config_path: str, listen: str | None) -> None:
     """Receive webhooks and run the rules' actions."""
     log_to_stderr()
-    service = service_for(config_path)
+    service = service_for(config_path, strict=True)
     host, _, port = (listen or service.config.listen).rpartition(":")
     host = host.strip("[]")
     if not (port.isascii() and port.isdigit()) or int(port) > 65535:
@@ -99,7 +99,7 @@ def _loopback(host: str) -> bool:
 def worker(config_path: str) -> None:
     """Execute runs without receiving webhooks: one more process on a shared store."""
     log_to_stderr()
-    service = service_for(config_path)
+    service = service_for(config_path, strict=True)
     try:
         asyncio.run(_work(service))
     except HookwiseError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,9 @@ class RuleLoader:
     templates: Templates
     integrations: dict[str, IntegrationSpec] = field(default_factory=dict)
     connections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # False for commands that never act: a `${VAR}` not set is then a warning, kept here.
+    require_env: bool = True
+    warnings: list[Problem] = field(default_factory=list)
 
     def load(self, path: Path) -> list[Rule]:
         """All rules from a file or folder; raises ConfigError with every problem found."""
@@ -248,14 +252,14 @@ class RuleLoader:
             )
         for ref in ENV_REF.finditer(text if not bare else ""):
             name, default = ref.group(1), ref.group(2)
-            if name not in os.environ and default is None:
-                problems.append(
-                    doc.problem(
-                        path,
-                        f"{format_path(path)}: environment variable {name} is not set; "
-                        f"export it before starting hookwise",
-                    )
-                )
+            if name in os.environ or default is not None:
+                continue
+            where = f"{format_path(path)}: environment variable {name} is not set"
+            if self.require_env:
+                problems.append(doc.problem(path, f"{where}; export it before starting hookwise"))
+            else:
+                warning = doc.problem(path, f"{where}; `serve` and `worker` need it")
+                self.warnings.append(dataclasses.replace(warning, level="warning"))
         return problems
 
 

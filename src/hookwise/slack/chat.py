@@ -13,7 +13,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from hookwise.config import Config
+from hookwise.config import Config, unset_in
 from hookwise.egress import EgressPolicy
 from hookwise.slack.api import call, web_client
 from hookwise.slack.settings import SlackSettings
@@ -81,6 +81,6 @@ class SlackChat:
 def chat_for(config: Config) -> SlackChat | None:
     """Slack for approvals and notices, when the config gives it a bot token."""
     block = config.integrations.get("slack")
-    if not block or not block.get("token"):
+    if not block or not block.get("token") or unset_in(config, ("integrations", "slack")):
         return None
     return SlackChat(SlackSettings.model_validate(block), EgressPolicy(config.egress.allow))
