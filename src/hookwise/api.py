@@ -188,7 +188,10 @@ async def _body(request: Request, model: type[shapes.A]) -> shapes.A:
     if len(raw) > MAX_ACT_BODY:
         raise BadRequest(f"the body is over {MAX_ACT_BODY} bytes")
     try:
-        return model.model_validate(json.loads(raw or b"{}"))
+        sent = json.loads(raw or b"{}")
+        if not isinstance(sent, dict):
+            raise BadRequest('the body must be a JSON object, such as {"reason": "why"}')
+        return model.model_validate(sent)
     except ValueError as exc:
         problems = exc.errors() if isinstance(exc, ValidationError) else None
         if problems:
