@@ -25,6 +25,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hookwise test
 	$(VENV)/bin/python -m pytest
 
 test-fast: $(STAMP)

@@ -256,17 +256,20 @@ class Hookwise:
         """Newest first."""
         return await self.store.list_runs(query)
 
-    async def find(self, wanted: str) -> Found:
-        """The event or run an id, or a unique beginning of one, names."""
+    async def find(self, wanted: str, only: Literal["event", "run"] | None = None) -> Found:
+        """The event or run an id, or a unique beginning of one, names; `only` looks
+        among one kind, where the command takes no other."""
         if not ID_PREFIX.fullmatch(wanted):
             return Found(None, None, f"{wanted!r} is not an id: ids are 26 letters and digits")
         matches = await self.store.ids_starting(wanted)
+        matches = [(kind, found) for kind, found in matches if only in (None, kind)]
         exact = [(kind, found) for kind, found in matches if found == wanted.upper()]
         if len(exact) == 1 or len(matches) == 1:
             kind, found = (exact or matches)[0]
             return Found("event" if kind == "event" else "run", found, "")
         if not matches:
-            return Found(None, None, f"no event or run id begins with {wanted}")
+            what = f"{only} id" if only else "event or run id"
+            return Found(None, None, f"no {what} begins with {wanted}")
         shown = ", ".join(f"{kind} {found}" for kind, found in matches)
         return Found(None, None, f"{wanted} is ambiguous: {shown}; give more of the id")
 

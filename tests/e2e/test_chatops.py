@@ -271,7 +271,7 @@ def test_cli_decisions_reach_a_stopped_service_and_refuse_the_wrong_run(
     server.stop()
     unknown = run_cli("approve", "01NOSUCHRUN", cwd=server.root)
     assert unknown.returncode == 1
-    assert "no event or run id begins with 01NOSUCHRUN" in unknown.stderr
+    assert "no run id begins with 01NOSUCHRUN" in unknown.stderr
     rejected = run_cli("reject", run_id, "--reason", "freeze week", "--by", "bob", cwd=server.root)
     assert rejected.returncode == 0, rejected.stderr
     assert f"rejection of run {run_id} by bob recorded" in rejected.stdout

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from hookwise.cli.common import (
+    complete,
     config_option,
     main,
     print_json,
@@ -17,9 +18,12 @@ from hookwise.cli.common import (
     service_for,
 )
 from hookwise.config import unset_in
-from hookwise.errors import RequestError
+from hookwise.errors import ConfigError, RequestError
+from hookwise.rules.loader import TESTS_FOLDER
 from hookwise.rules.schema import rules_schema
+from hookwise.service import Hookwise
 from hookwise.sources import Delivery
+from hookwise.suites import CaseResult, report, run_suites, suite_files
 
 
 @main.command()
@@ -47,14 +51,34 @@ def check(config_path: str) -> None:
 
 @main.command("test")
 @config_option
-@click.option("--source", "source_name", required=True, help="The configured source to test as.")
+@click.option("--source", "source_name", help="The configured source to test as.")
 @click.option("--header", "headers", multiple=True, help="K:V, repeatable (e.g. auth headers).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
-@click.argument("event_file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--suite",
+    "suites",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Rule test files or folders to run (default: the `tests` folder of the rules).",
+)
+@click.option("--junit", type=click.Path(dir_okay=False), help="Also write JUnit XML here.")
+@click.argument("event_file", required=False, type=click.Path(exists=True, dir_okay=False))
 def test_command(
-    config_path: str, source_name: str, headers: tuple[str, ...], as_json: bool, event_file: str
+    config_path: str,
+    source_name: str | None,
+    headers: tuple[str, ...],
+    as_json: bool,
+    suites: tuple[str, ...],
+    junit: str | None,
+    event_file: str | None,
 ) -> None:
-    """Dry run: show the normalized event and, for every rule, whether and why it matches."""
+    """Run the rule test suites; or, given EVENT_FILE and --source, dry-run one payload:
+    the normalized event and, for every rule, whether and why it matches."""
+    if event_file is None:
+        _run_suites(config_path, suites, junit)
+        return
+    if source_name is None:
+        raise click.UsageError("a dry run of EVENT_FILE needs --source NAME")
     service = service_for(config_path)
     parsed = {}
     for header in headers:
@@ -143,3 +167,31 @@ def schema(config_path: str) -> None:
     """JSON Schema of rule files, for yaml-language-server and other editors."""
     registry = registry_for(config_path)
     print_json(rules_schema(registry.actions, registry.integrations))
+
+
+def _run_suites(config_path: str, given: tuple[str, ...], junit_path: str | None) -> None:
+    service = service_for(config_path)
+    default = service.config.rules_path / TESTS_FOLDER
+    roots = [Path(path) for path in given] or [default]
+    files = [file for root in roots for file in suite_files(root)]
+    if not files:
+        click.echo(f"error: no rule test files in {', '.join(map(str, roots))}", err=True)
+        sys.exit(1)
+    results = complete(_suites_of(service, files))
+    for line in report.text(results):
+        click.echo(line)
+    if junit_path:
+        report.junit(results, Path(junit_path))
+    if any(result.failures for result in results):
+        sys.exit(1)
+
+
+async def _suites_of(service: Hookwise, files: list[Path]) -> list[CaseResult]:
+    try:
+        return await run_suites(service, files)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    finally:
+        service.engine.templates.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -29,6 +30,8 @@ from hookwise.store import EventDetail, EventQuery, RunDetail, RunQuery
 from hookwise.views import event_view, run_summary_view, run_view, summary_view
 
 Q = TypeVar("Q", EventQuery, RunQuery)
+# What an exported event leaves out: a test case gives it a new id, time and source.
+EXPORT_OMITS = ("id", "received_at", "source", "artifact")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -51,7 +54,7 @@ _limit = click.option("--limit", default="20", show_default=True)
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API does.")
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @config_option
 @click.option("--source")
 @click.option("--domain")
@@ -63,8 +66,11 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print JSON, as the
 @_before
 @_limit
 @_json
-def events(config_path: str, as_json: bool, **values: str | None) -> None:
-    """List events, newest first."""
+@click.pass_context
+def events(ctx: click.Context, /, config_path: str, as_json: bool, **values: str | None) -> None:
+    """List events, newest first; `hookwise events export ID` writes one as a test fixture."""
+    if ctx.invoked_subcommand is not None:
+        return
     query = _query(event_query, _filters(**values))
     found = run_with(config_path, lambda s: s.events(query))
     if as_json:
@@ -178,3 +184,32 @@ def show(config_path: str, wanted: str, as_json: bool) -> None:
             )
         for line in run["log"]:
             click.echo(f"    log [{line['level']}] {line['message']}")
+
+
+@events.command("export")
+@config_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@click.argument("wanted", metavar="EVENT_ID")
+def export(config_path: str, wanted: str, output: str | None) -> None:
+    """Write a stored event as a rule test fixture (`stored:` in a test case): a real
+    delivery that misbehaved becomes a regression test. It holds no credentials:
+    hookwise never stores them."""
+
+    async def look(service: Hookwise) -> tuple[Found, EventDetail | None]:
+        found = await service.find(wanted, only="event")
+        if found.kind == "event" and found.id:
+            return found, await service.event(found.id)
+        return found, None
+
+    found, detail = run_with(config_path, look)
+    if detail is None:
+        problem = found.problem or f"{wanted} is a run, not an event; give its event's id"
+        click.echo(f"error: {problem}", err=True)
+        sys.exit(1)
+    fixture = {k: v for k, v in detail.event.as_dict().items() if k not in EXPORT_OMITS}
+    text = json.dumps({"exported_from": detail.event.id, **fixture}, indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    Path(output).write_text(text)
+    click.echo(f"wrote {output}; use it in a test case as `stored: {Path(output).name}`", err=True)

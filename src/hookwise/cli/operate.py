@@ -35,11 +35,9 @@ def _act(config_path: str, wanted: str, act: Callable[[Hookwise, str], Awaitable
     """Apply `act` to the run `wanted` names: a run id, or a unique beginning of one."""
 
     async def resolved(service: Hookwise) -> Answer:
-        found = await service.find(wanted)
+        found = await service.find(wanted, only="run")
         if found.kind == "run" and found.id:
             return await act(service, found.id)
-        if found.kind == "event":
-            return Answer("unknown", f"{found.id} is an event; give one of its runs' ids")
         return Answer("unknown", found.problem)
 
     answer = run_with(config_path, resolved)

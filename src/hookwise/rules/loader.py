@@ -23,17 +23,29 @@ from hookwise.yamlpos import ENV_REF, Document, format_path, load_file
 RULE_SUFFIXES = (".yaml", ".yml")
 
 
+TESTS_FOLDER = "tests"
+
+
 def rule_files(path: Path) -> list[Path]:
     """Rule files under `path`, shown relative to the working directory when inside it."""
     found = (
-        sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
+        sorted(
+            p
+            for p in path.rglob("*")
+            if p.suffix in RULE_SUFFIXES and p.is_file() and not _in_tests(path, p)
+        )
         if path.is_dir()
         else [path]
     )
-    return [_display(p) for p in found]
+    return [display_path(p) for p in found]
 
 
-def _display(path: Path) -> Path:
+def _in_tests(root: Path, path: Path) -> bool:
+    """`<rules>/tests/` holds rule test suites (`hookwise test`), not rules."""
+    return TESTS_FOLDER in path.relative_to(root).parts[:-1]
+
+
+def display_path(path: Path) -> Path:
     relative = os.path.relpath(path)
     return Path(relative) if not relative.startswith("..") else path
 
