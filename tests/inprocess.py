@@ -21,6 +21,7 @@ from hookwise.views import run_view
 from tests.conftest import SECRET, project
 
 START = 1_800_000_000.0
+HARBOR = "  harbor:\n    kind: harbor\n    allow_unauthenticated: true\n"
 
 
 class Harness:
@@ -29,6 +30,9 @@ class Harness:
     def __init__(self, root: Path, rules: str, extra: str = "") -> None:
         self.now = START
         project(root, rules, extra=extra)
+        # Events from Harbor too: rules may only name configured sources.
+        config = root / "hookwise.yaml"
+        config.write_text(config.read_text().replace("sources:\n", "sources:\n" + HARBOR, 1))
         self.service = build_service(root / "hookwise.yaml")
         self.engine = self.service.engine
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -354,12 +355,21 @@ def bind_sources(config: Config, kinds: dict[str, SourceKind]) -> dict[str, Boun
     return bound
 
 
-def check_integrations(config: Config, specs: dict[str, IntegrationSpec]) -> None:
+def check_integrations(
+    config: Config, specs: dict[str, IntegrationSpec], source_kinds: Collection[str] = ()
+) -> None:
     """Validate each configured integration block against its plugin's settings schema."""
     doc = config._document or Document(DEFAULT_PATH, None)
     problems: list[Problem] = []
     for name, block in config.integrations.items():
         spec = specs.get(name)
+        if spec is None and name in source_kinds:
+            message = (
+                f"integrations.{name}: {name} is a source kind, and sources go under "
+                f"`sources:` (e.g. `sources: {{{name}: {{kind: {name}, …}}}}`), not `integrations:`"
+            )
+            problems.append(doc.problem(("integrations", name), message, at_key=True))
+            continue
         if spec is None:
             hint = did_you_mean(name, specs) or f"; installed: {', '.join(sorted(specs)) or 'none'}"
             message = f"integrations.{name}: no installed plugin provides {name!r}{hint}"

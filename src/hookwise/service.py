@@ -436,7 +436,7 @@ def build_service(config_path: str | os.PathLike[str], *, lenient: bool = False)
     plugins_dir = config.path(config.plugins_dir) if config.plugins_dir else None
     registry = load_registry(plugins_dir)
     sources = bind_sources(config, registry.sources)
-    check_integrations(config, registry.integrations)
+    check_integrations(config, registry.integrations, registry.sources)
     secrets.known.add(config_secrets(config, sources, registry))
     templates = make_environment(
         registry.prepare_jinja,
@@ -448,6 +448,7 @@ def build_service(config_path: str | os.PathLike[str], *, lenient: bool = False)
         templates,
         registry.integrations,
         config.integrations,
+        sources=list(config.sources),
         require_env=not lenient,
     )
     rules = RuleIndex(loader.load(config.rules_path))

@@ -134,7 +134,11 @@ def load_text(
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         kind = "YAML too large" if isinstance(exc, LimitExceeded) else "YAML syntax error"
-        doc.problems.append(Problem(filename, line, col, f"{kind}: {exc.problem}"))
+        hint = ""
+        if (exc.problem or "").startswith("found undefined alias"):
+            # `*-SNAPSHOT` unquoted: YAML reads a leading * as an alias to an anchor.
+            hint = '; a value starting with * must be quoted, e.g. "*-SNAPSHOT"'
+        doc.problems.append(Problem(filename, line, col, f"{kind}: {exc.problem}{hint}"))
         doc.data = None  # what was built so far is dropped: no half-read document
     except yaml.reader.ReaderError as exc:
         # A character YAML does not allow in a file at all, such as a stray control code.

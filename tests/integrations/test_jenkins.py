@@ -45,6 +45,8 @@ def spec() -> ActionSpec:
 
 @pytest.fixture(autouse=True)
 def _fresh_memory() -> Iterator[None]:
+    # A service stopped by an earlier test in this process told the plugin it is stopping.
+    hookwise_jenkins._stopping.clear()
     hookwise_jenkins._remembered.clear()
     yield
     hookwise_jenkins._remembered.clear()

@@ -176,6 +176,29 @@ def test_check_warns_when_approvals_cannot_be_clicked_without_a_signing_secret(t
             "rules/main.yaml:4:4: [error] YAML syntax error: expected <block end>, but found "
             "'<block mapping start>'",
         ),
+        (
+            "rules:\n  - name: a\n    when: {source: artifactroy}\n    actions: [{uses: log}]\n",
+            "rules/main.yaml:3:20: [error] rules[0].when.source: no source 'artifactroy' is "
+            "configured; did you mean 'artifactory'?",
+        ),
+        (
+            "rules:\n  - name: a\n    when:\n      source: [artifactory, harbr]\n"
+            "    actions: [{uses: log}]\n",
+            "rules/main.yaml:4:29: [error] rules[0].when.source[1]: no source 'harbr' is "
+            "configured; configured sources: artifactory",
+        ),
+        (
+            "rules:\n  - name: a\n    when: {domain: docker}\n    actions:\n"
+            "      - uses: lgo\n        with: {message: '{{ data.x '}\n",
+            "rules/main.yaml:6:25: [error] rules[0].actions[0].with.message: template does not "
+            "compile: unexpected end of template, expected 'end of print statement'.",
+        ),
+        (
+            "rules:\n  - name: a\n    when:\n      exclude: {data.tag: *-SNAPSHOT}\n"
+            "    actions: [{uses: log}]\n",
+            "rules/main.yaml:4:27: [error] YAML syntax error: found undefined alias '-SNAPSHOT'; "
+            'a value starting with * must be quoted, e.g. "*-SNAPSHOT"',
+        ),
     ],
 )
 def test_check_positions_each_kind_of_mistake(tmp_path: Path, rules: str, expected: str):
@@ -183,6 +206,17 @@ def test_check_positions_each_kind_of_mistake(tmp_path: Path, rules: str, expect
     result = invoke("check", cwd=root)
     assert result.returncode == 1
     assert expected in result.stderr.splitlines()
+
+
+def test_a_source_kind_under_integrations_is_pointed_to_sources(tmp_path: Path):
+    config = "integrations:\n  harbor: {url: 'https://harbor.example.com'}\n"
+    root = project(tmp_path, "rules: []\n", config=config)
+    result = invoke("check", cwd=root)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == (
+        "hookwise.yaml:2:3: [error] integrations.harbor: harbor is a source kind, and sources "
+        "go under `sources:` (e.g. `sources: {harbor: {kind: harbor, …}}`), not `integrations:`"
+    )
 
 
 def test_templated_values_are_checked_after_rendering_not_before(tmp_path: Path):
@@ -302,7 +336,8 @@ def test_serve_needs_every_secret_and_the_store_is_needed_by_all(tmp_path: Path)
     )
     from hookwise.service import build_service
 
-    project(tmp_path, GOOD_RULES, config="store: sqlite:///./hookwise.db\n")
+    sources = "sources:\n  artifactory: {kind: artifactory, allow_unauthenticated: true}\n"
+    project(tmp_path, GOOD_RULES, config="store: sqlite:///./hookwise.db\n" + sources)
     with pytest.raises(ConfigError) as rules:
         build_service(root / "hookwise.yaml")  # as `serve` builds it
     assert str(rules.value.problems[0]).endswith(

@@ -760,6 +760,7 @@ async def test_lists_filter_and_page_alike_on_every_backend(store: Store, at: Cl
         run = NewRun(new_id(), f"rule-{n % 2}", spec, FlowKeys(concurrency=key))
         await store.accept(pushed_at(at.now, name, f"1.{n}"), new_id(), 60, [run])
         runs.append(run.id)
+        time.sleep(0.002)  # ids sort by the millisecond they were made in
     by_key = await store.list_runs(RunQuery(key="api"))
     assert [r.id for r in by_key] == [runs[2], runs[0]]
     page = await store.list_runs(RunQuery(limit=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from hookwise import secrets
 from hookwise.actions import ActionSpec, IntegrationSpec
 from hookwise.errors import ConfigError, Problem
 from hookwise.rules.flow import BLOCKS
+from hookwise.rules.globs import is_literal
 from hookwise.rules.model import ActionCall, Rule, RuleFile, referenced_env, strings_in
 from hookwise.templates import Templates, is_template
 from hookwise.validation import did_you_mean, problems_from
@@ -58,6 +60,9 @@ class RuleLoader:
     templates: Templates
     integrations: dict[str, IntegrationSpec] = field(default_factory=dict)
     connections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The configured sources' names: a rule's `when.source` naming none of them (and no
+    # glob) can never match. None skips the check (a loader without a config).
+    sources: Collection[str] | None = None
     # False for commands that never act: a `${VAR}` not set is then a warning, kept here.
     require_env: bool = True
     warnings: list[Problem] = field(default_factory=list)
@@ -138,6 +143,7 @@ class RuleLoader:
                         "match on event fields instead",
                     )
                 )
+        problems.extend(self._check_sources(doc, base, raw))
         problems.extend(self._check_flow(doc, base, raw))
         actions = raw.get("actions")
         for position, raw_call in enumerate(actions if isinstance(actions, list) else []):
@@ -146,6 +152,8 @@ class RuleLoader:
             except ValidationError:
                 continue  # already reported by the schema check
             at = (*base, "actions", position)
+            for path, text in strings_in(call.with_, (*at, "with")):
+                problems.extend(self._compile(doc, path, text, bare=False))
             spec = self.actions.get(call.uses)
             if spec is None:
                 hint = did_you_mean(call.uses, self.actions) or (
@@ -157,10 +165,39 @@ class RuleLoader:
                 )
                 continue
             problems.extend(self._check_params(doc, (*at, "with"), spec.params, call.with_))
-            for path, text in strings_in(call.with_, (*at, "with")):
-                problems.extend(self._compile(doc, path, text, bare=False))
             if spec.integration and raw.get("enabled", True) is not False:
                 problems.extend(self._check_connection(doc, at, spec, call))
+        return problems
+
+    def _check_sources(
+        self, doc: Document, base: tuple[Any, ...], raw: dict[str, Any]
+    ) -> list[Problem]:
+        """A source name that is not configured is a typo: the rule would never fire."""
+        if self.sources is None:
+            return []
+        problems = []
+        for block in (("when",), ("wait_for", "when")):
+            when: Any = raw
+            for key in block:
+                when = when.get(key) if isinstance(when, dict) else None
+            named = when.get("source") if isinstance(when, dict) else None
+            values = named if isinstance(named, list) else [named]
+            for position, value in enumerate(values):
+                if not isinstance(value, str) or not is_literal(value):
+                    continue
+                if value in self.sources:
+                    continue
+                path = (*base, *block, "source", *([position] if isinstance(named, list) else []))
+                hint = did_you_mean(value, self.sources) or (
+                    f"; configured sources: {', '.join(sorted(self.sources)) or 'none'}"
+                )
+                problem = doc.problem(
+                    path, f"{format_path(path)}: no source {value!r} is configured{hint}"
+                )
+                if raw.get("enabled", True) is False:  # it cannot fire anyway: a warning
+                    self.warnings.append(dataclasses.replace(problem, level="warning"))
+                else:
+                    problems.append(problem)
         return problems
 
     def _check_flow(
