@@ -1,4 +1,5 @@
-"""Reloading rules on SIGHUP and on file change; a bad edit never replaces good rules."""
+"""Reloading rules and the config on SIGHUP and on file change; a bad edit never
+replaces what is in use."""
 
 from __future__ import annotations
 
@@ -23,9 +24,12 @@ ARM_TIMEOUT = 5.0
 
 
 class Reloader:
-    def __init__(self, loader: RuleLoader, path: Path, service: Hookwise) -> None:
+    def __init__(
+        self, loader: RuleLoader, path: Path, service: Hookwise, config: Path | None = None
+    ) -> None:
         self.loader = loader
         self.path = path
+        self.config = config
         self.service = service
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -35,7 +39,8 @@ class Reloader:
 
     def _fingerprint(self) -> list[tuple[str, int, int]]:
         found = []
-        for file in rule_files(self.path) if self.path.exists() else []:
+        files = rule_files(self.path) if self.path.exists() else []
+        for file in [*files, *([self.config] if self.config is not None else [])]:
             with contextlib.suppress(OSError):  # deleted between listing and stat
                 stat = file.stat()
                 found.append((str(file), stat.st_mtime_ns, stat.st_size))
@@ -49,6 +54,8 @@ class Reloader:
         at a time: a burst of edits queues behind the one under way.
         """
         async with self._reloading:
+            if self.config is not None:
+                await asyncio.to_thread(self.service.use_config, self.config)
             rules = await asyncio.to_thread(self._load)
         if rules is None:
             return False
@@ -97,8 +104,10 @@ class Reloader:
 
     async def _watch(self, armed: asyncio.Event) -> None:
         watched = self.path if self.path.is_dir() else self.path.parent
+        also = [self.config] if self.config is not None else []
         async for changes in watchfiles.awatch(
             watched,
+            *also,
             stop_event=self._stop,
             debounce=300,
             recursive=True,
@@ -113,6 +122,8 @@ class Reloader:
                 await self.reload()  # edited between the initial load and the watcher arming
 
     def _relevant(self, changed: Path) -> bool:
+        if self.config is not None and changed == self.config:
+            return True
         if self.path.is_dir():
             return changed.suffix in RULE_SUFFIXES
         return changed == self.path

@@ -20,6 +20,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -159,7 +160,9 @@ class Hookwise:
             self.worker = Worker(self.store, runner, self.config.worker, owner)
             await self.worker.start()
         if watch:
-            self.reloader = Reloader(self.loader, self.config.rules_path, self)
+            config_file = Path(self.config.document.file).resolve()
+            watched = config_file if config_file.is_file() else None
+            self.reloader = Reloader(self.loader, self.config.rules_path, self, watched)
             await self.reloader.start()
         self._start_pruner(first_prune)
         # Everything loaded so far lives as long as the process: take it out of the
@@ -219,6 +222,30 @@ class Hookwise:
                 "refused: set it, or decide with `hookwise approve`, the API or the console"
             )
         return found
+
+    def use_config(self, config_path: Path) -> None:
+        """Apply an edited hookwise.yaml: sources at once; other changes need a restart,
+        and the log says which. A file with a problem changes nothing."""
+        try:
+            config = load_config(config_path)
+            sources = bind_sources(config, self.registry.sources)
+        except ConfigError as exc:
+            log.error("%s not reloaded, keeping the configuration in use:\n%s", config_path, exc)
+            return
+        old, new = self.config.model_dump(), config.model_dump()
+        changed = sorted(key for key in new if new[key] != old[key])
+        if "sources" in changed:
+            secrets.known.add(config_secrets(config, sources, self.registry))
+            self.engine.sources = sources  # one assignment: a delivery sees old or new
+            self.config.sources = config.sources
+            log.info("%s reloaded: sources %s", config_path, ", ".join(sorted(sources)) or "none")
+        later = [key for key in changed if key != "sources"]
+        if later:
+            log.warning(
+                "%s: %s changed; restart hookwise to apply (only sources apply at once)",
+                config_path,
+                ", ".join(later),
+            )
 
     def use_rules(self, rules: list[Rule]) -> None:
         """Swap in a new rule set: every later delivery is matched against it."""

@@ -92,3 +92,36 @@ def test_a_hostile_rule_file_is_refused_while_the_service_runs_on(hookwise_facto
     assert send(server, "b")[0]["log"][0]["message"] == "v1 b"  # the old rules still run
     assert server.get("/healthz").json()["rules"] == 1
     assert rss_kib(server.process.pid) - before < 50 * 1024  # far from a billion values
+
+
+CI_SOURCE = (
+    "  ci:\n    kind: generic\n    domain: {value: docker}\n    token: a-long-ci-token-123\n"
+)
+
+
+def test_config_edits_apply_sources_and_name_what_needs_a_restart(hookwise_factory):
+    server = hookwise_factory(GOOD.replace("source: artifactory", "source: '*'")).start()
+    assert server.http.post("/hooks/ci", json={}).status_code == 404  # not configured yet
+
+    edited = server.config.read_text().replace("worker:\n", "worker:\n  concurrency: 3\n", 1)
+    server.config.write_text(edited + CI_SOURCE)
+    wait_until(lambda: any("reloaded: sources artifactory, ci" in line for line in server.log))
+    assert any(
+        line.endswith("worker changed; restart hookwise to apply (only sources apply at once)")
+        for line in server.log
+    )
+    accepted = server.http.post(
+        "/hooks/ci",
+        json={"type": "pushed", "tag": "e"},
+        headers={"Authorization": "Bearer a-long-ci-token-123"},
+    )
+    assert accepted.status_code == 202, accepted.text
+    [run] = server.wait_for_runs(accepted.json()["event_id"], {"succeeded"})
+    assert run["log"][0]["message"] == "v1 e"
+
+    server.config.write_text(server.config.read_text() + "  broken: {kind: nope}\n")
+    wait_until(
+        lambda: any("not reloaded, keeping the configuration" in line for line in server.log)
+    )
+    assert any("unknown source kind 'nope'" in line for line in server.log)
+    assert server.http.post("/hooks/ci", json={}).status_code == 401  # still served
