@@ -22,10 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 ANNOUNCED = re.compile(r"listening on (http://\S+)")
 SECRET_VARIABLE = "BENCH_ARTIFACTORY_SECRET"
 SECRET = "bench-secret-0123456789abcdef"
+# The sources the benchmark's rules are spread over; the load goes to the first.
+SOURCES = ("artifactory", "artifactory-eu", "harbor", "github", "gitlab")
 
 
 def yaml_config(store: str) -> str:
-    """hookwise.yaml: loopback only, egress to the loopback sink, one signed source."""
+    """hookwise.yaml: loopback only, egress to the loopback sink, signed sources: the one
+    the load goes to, and the others the rule set names (rules may only name configured
+    sources), all of one kind."""
     source = {"kind": "artifactory", "secret": f"${{{SECRET_VARIABLE}}}", "signed": True}
     return yaml.safe_dump(
         {
@@ -33,7 +37,7 @@ def yaml_config(store: str) -> str:
             "store": store,
             "rules": "rules/",
             "egress": {"allow": ["127.0.0.1"]},
-            "sources": {"artifactory": source},
+            "sources": {name: dict(source) for name in SOURCES},
         },
         sort_keys=False,
     )

@@ -18,9 +18,8 @@ from typing import Any
 
 import yaml
 
-from bench.servers import SECRET
+from bench.servers import SECRET, SOURCES
 
-SOURCES = ("artifactory", "artifactory-eu", "harbor", "github", "gitlab")
 KINDS = {
     "docker": ("pushed", "deleted", "promoted"),
     "artifact": ("deployed", "deleted", "moved", "copied"),
