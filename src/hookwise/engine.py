@@ -192,7 +192,7 @@ class Engine:
             previews.append(
                 {"action": label, "uses": call.uses, **self._render(rule, call, label, context)}
             )
-            earlier[label] = _Pending(f"steps.{label}.output")
+            earlier[label] = _Pending(label)
         return previews
 
     def _render(
@@ -226,16 +226,20 @@ def _checked(item: Incoming) -> Incoming:
 class _Pending:
     """Stands in for an earlier action's output in the dry run, where nothing executes."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, step: str, path: str = "") -> None:
+        self._step = step
         self._path = path
 
     def __getattr__(self, name: str) -> _Pending:
         if name.startswith("_"):
             raise AttributeError(name)
-        return _Pending(f"{self._path}.{name}")
+        return _Pending(self._step, f"{self._path}.{name}")
 
     def __getitem__(self, key: object) -> _Pending:
-        return _Pending(f"{self._path}[{key!r}]")
+        if isinstance(key, slice):
+            shown = ":".join("" if part is None else str(part) for part in (key.start, key.stop))
+            return _Pending(self._step, f"{self._path}[{shown}]")
+        return _Pending(self._step, f"{self._path}[{key!r}]")
 
     def __str__(self) -> str:
-        return f"<{self._path}>"
+        return f"<output of step {self._step}{self._path}>"

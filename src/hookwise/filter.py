@@ -114,10 +114,15 @@ def with_rule(rule: Rule, context: dict[str, Any]) -> dict[str, Any]:
 def explain(
     rule: Rule, event: dict[str, Any], templates: Templates, context: dict[str, Any]
 ) -> Verdict:
-    """The full verdict the dry run prints, including disabled rules."""
-    if not rule.enabled:
-        return Verdict(False, "rule is disabled (enabled: false)")
-    return check_when(rule.when, event, templates, with_rule(rule, context))
+    """The full verdict the dry run prints; a disabled rule says whether it would match."""
+    verdict = check_when(rule.when, event, templates, with_rule(rule, context))
+    if rule.enabled:
+        return verdict
+    if verdict.matched:
+        return Verdict(False, "rule is disabled (enabled: false); enabled, it would match")
+    return Verdict(
+        False, f"rule is disabled (enabled: false); enabled, it would not: {verdict.reason}"
+    )
 
 
 def _show(globs: Sequence[str]) -> str:

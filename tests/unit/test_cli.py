@@ -387,7 +387,7 @@ def test_dry_run_explains_every_rule(tmp_path: Path):
         "json": {"image": "helloworld:latest"},
         "headers": {"Authorization": "Bearer ${DEPLOY_TOKEN}"},
     }
-    assert log["params"] == {"message": "posted, status <steps.notify.output.status>"}
+    assert log["params"] == {"message": "posted, status <output of step notify.status>"}
     assert builds == {
         "rule": "only-builds",
         "origin": "rules/main.yaml:21",
@@ -608,3 +608,16 @@ def test_db_prune_refuses_when_retention_is_off_unless_given_an_age(tmp_path: Pa
     forced = invoke("db", "prune", "--max-age", "90d", cwd=root)
     assert forced.returncode == 0, forced.stderr
     assert ": pruned 0 events and 0 runs (0 attempts) older than " in forced.stdout
+
+
+def test_the_dry_run_shows_the_artifact_view_and_cuts_long_values_visibly(tmp_path: Path):
+    root = project(tmp_path, GOOD_RULES)
+    body = json.loads((FIXTURES / "artifactory/docker.promoted.walkthrough.json").read_text())
+    body["data"]["notes"] = "x" * 1000
+    (root / "event.json").write_text(json.dumps(body))
+    ran = invoke("test", "--source", "artifactory", "--header", f"X-JFrog-Event-Auth:{SECRET}",
+                 "event.json", cwd=root)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    lines = {line.split()[0]: line for line in ran.stdout.splitlines() if line.strip()}
+    assert lines["data"].endswith("…") and len(lines["data"]) == len("data      ") + 300
+    assert '"image": "helloworld", "tag": "latest"' in lines["artifact"]

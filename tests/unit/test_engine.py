@@ -111,7 +111,7 @@ async def test_the_dry_run_explains_every_rule_without_storing(harness_for: Make
     assert verdicts["deploy"]["matched"] and verdicts["deploy"]["origin"].endswith(":3")
     call, log = verdicts["deploy"]["actions"]
     assert call["params"]["json"] == {"tag": "1.5"}
-    assert log["params"]["message"] == "answered <steps.call.output.status>"
+    assert log["params"]["message"] == "answered <output of step call.status>"
     assert verdicts["builds"] == {
         "rule": "builds",
         "origin": verdicts["builds"]["origin"],
@@ -119,3 +119,14 @@ async def test_the_dry_run_explains_every_rule_without_storing(harness_for: Make
         "reason": "domain 'docker' does not match 'build'",
     }
     assert await harness.store.list_events(EventQuery()) == []
+
+
+async def test_an_earlier_steps_output_shows_as_a_placeholder_sliced_or_not(harness_for: Make):
+    rules = RULES.replace(
+        '"answered {{ steps.call.output.status }}"',
+        '"{{ steps.call.output }} {{ steps.call.output.body.sha[7:19] }}"',
+    )
+    harness = await harness_for(rules)
+    report = harness.engine.dry_run("artifactory", Delivery(AUTH, pushed("1.5")))
+    log = report["events"][0]["rules"][0]["actions"][1]
+    assert log["params"]["message"] == "<output of step call> <output of step call.body.sha[7:19]>"

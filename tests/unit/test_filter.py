@@ -433,15 +433,17 @@ def test_check_criteria_ignores_dimensions():
 # --- enabled -----------------------------------------------------------------------------
 
 
-def test_disabled_rule_reason():
+def test_a_disabled_rule_says_it_would_match():
     assert verdict_for(FULL_WHEN, enabled=False) == Verdict(
-        False, "rule is disabled (enabled: false)"
+        False, "rule is disabled (enabled: false); enabled, it would match"
     )
 
 
-def test_disabled_reason_wins_over_other_failures():
+def test_a_disabled_rule_says_why_it_would_not_match_either():
     verdict = verdict_for({"source": "github"}, enabled=False)
-    assert verdict.reason == "rule is disabled (enabled: false)"
+    assert verdict.reason.startswith(
+        "rule is disabled (enabled: false); enabled, it would not: source "
+    )
 
 
 # --- lookup ------------------------------------------------------------------------------

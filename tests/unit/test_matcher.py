@@ -245,7 +245,7 @@ def test_verdicts_one_per_rule_in_file_order():
     result = verdicts(index, ev, TEMPLATES, ctx)
     assert [rule for rule, _ in result] == rules
     assert [(rule.name, v.matched, v.reason) for rule, v in result] == [
-        ("off", False, "rule is disabled (enabled: false)"),
+        ("off", False, "rule is disabled (enabled: false); enabled, it would match"),
         ("wrong-source", False, "source 'github' does not match 'jira'"),
         ("hit", True, "matched"),
         ("if-false", False, "if 'data.size > 100' is false"),

@@ -104,8 +104,11 @@ def test_command(
         return
     for item in report["events"]:
         event = item["event"]
-        click.echo(f"event  {event['source']} / {event['domain']} / {event['event_type']}")
-        click.echo(f"data   {json.dumps(event['data'], default=str)[:300]}")
+        click.echo(f"event     {event['source']} / {event['domain']} / {event['event_type']}")
+        click.echo(f"data      {_brief(event['data'])}")
+        artifact = {k: v for k, v in (event.get("artifact") or {}).items() if v is not None}
+        if artifact:
+            click.echo(f"artifact  {_brief(artifact)}")
         for verdict in item["rules"]:
             mark = "MATCH" if verdict["matched"] else "no   "
             click.echo(f"{mark}  {verdict['rule']}  ({verdict['origin']})")
@@ -114,7 +117,7 @@ def test_command(
             for action in verdict.get("actions", []):
                 click.echo(f"         {action['action']} ({action['uses']})")
                 if "params" in action:
-                    click.echo(f"           with {json.dumps(action['params'], default=str)}")
+                    click.echo(f"           with {_brief(action['params'], 500)}")
                 if "error" in action:
                     click.echo(f"           error: {action['error']}")
         if not item["rules"]:
@@ -195,3 +198,9 @@ async def _suites_of(service: Hookwise, files: list[Path]) -> list[CaseResult]:
         sys.exit(1)
     finally:
         service.engine.templates.close()
+
+
+def _brief(value: Any, limit: int = 300) -> str:
+    """JSON on one line; a long value is cut where it shows, with an ellipsis."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
