@@ -37,6 +37,10 @@ class EventOut(Shape):
     headers: dict[str, str] = Field(description="The safe headers; secrets are never kept.")
     artifacts: list[dict[str, Any]]
     artifact: dict[str, Any] | None = Field(description="The first of `artifacts`.")
+    meta: dict[str, Any] = Field(
+        description="The sender's envelope: operator, occurred_at, request_id, subject, "
+        "origin, subscription, sender, extension attributes (docs/sources.md)."
+    )
 
 
 class EventSummaryOut(EventOut):

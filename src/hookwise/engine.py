@@ -107,6 +107,7 @@ class Engine:
                     data=item.data,
                     headers=headers,
                     artifacts=item.artifacts,
+                    meta=item.meta,
                 ),
             )
             for item in map(_checked, bound.kind.normalize(delivery, bound.options))

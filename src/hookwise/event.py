@@ -48,6 +48,8 @@ class Incoming:
     delivery_id: str | None = None
     dedupe_key: str | None = None
     artifacts: list[dict[str, Any]] = field(default_factory=list)
+    # The sender's envelope around `data`: who acted, when, through what (see `meta`).
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,10 @@ class Event:
     data: Any
     headers: dict[str, str] = field(default_factory=dict)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
+    # What the sender says around the data, the same keys for every source kind where
+    # they exist: operator, occurred_at, request_id, subject, origin, subscription,
+    # sender, and the sender's extension attributes. Rules match it as `meta.<key>`.
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: `received_at` in ISO 8601 UTC, and `artifact`, the first of `artifacts`."""

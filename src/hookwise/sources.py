@@ -194,3 +194,32 @@ class TypeRule(BaseModel):
         if not domain or not name:
             raise PayloadError(f"type {event_type!r} does not read as <domain>.<event_type>")
         return domain, name
+
+
+# CloudEvents attributes that are the event itself; every other one is an extension.
+CLOUDEVENT_CORE = frozenset(
+    {"specversion", "id", "source", "type", "datacontenttype", "dataschema", "data",
+     "data_base64", "time", "subject"}
+)  # fmt: skip
+
+
+def meta_of(**values: Any) -> dict[str, Any]:
+    """The sender's envelope as rules see it in `meta`: only what it says, plain values."""
+    return {key: value for key, value in values.items() if _plain(value)}
+
+
+def cloudevent_meta(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """`meta` of a CloudEvent: when, about what, from where, and every extension
+    attribute (`traceparent`, Harbor's `operator` and `requestid`) under its own name."""
+    extensions = {k: v for k, v in attributes.items() if k not in CLOUDEVENT_CORE}
+    known = {
+        "occurred_at": attributes.get("time"),
+        "subject": attributes.get("subject"),
+        "sender": attributes.get("source"),
+        "request_id": attributes.get("requestid"),
+    }
+    return {key: value for key, value in {**extensions, **known}.items() if _plain(value)}
+
+
+def _plain(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)

@@ -240,6 +240,7 @@ def template_context(
         "data": event.data,
         "artifact": event_dict["artifact"],
         "artifacts": event.artifacts,
+        "meta": event.meta,
         "rule": {"name": rule["name"], "description": rule.get("description", "")},
         "events": [e.as_dict() for e in batch] if batch else [event_dict],
         "awaited": awaited.as_dict() if awaited else None,

@@ -17,7 +17,7 @@ from hookwise.errors import PayloadError, VerificationError
 from hookwise.event import Incoming
 from hookwise.hookspecs import hookimpl
 from hookwise.signatures import require_credential, same, sign
-from hookwise.sources import Delivery, SourceKind, require_str
+from hookwise.sources import Delivery, SourceKind, meta_of, require_str
 
 AUTH_HEADER = "X-JFrog-Event-Auth"
 
@@ -65,7 +65,12 @@ def normalize(delivery: Delivery, options: ArtifactoryOptions) -> list[Incoming]
         raise PayloadError("event is missing 'data' (an object with the event's details)")
     origin = payload.get("jpd_origin") if isinstance(payload.get("jpd_origin"), str) else None
     found = [artifact_of(data, origin)] if "repo_key" in data else []
-    return [Incoming(domain=domain, event_type=event_type, data=data, artifacts=found)]
+    meta = meta_of(
+        origin=origin,
+        subscription=payload.get("subscription_key"),
+        sender=payload.get("source"),
+    )
+    return [Incoming(domain=domain, event_type=event_type, data=data, artifacts=found, meta=meta)]
 
 
 def artifact_of(data: dict[str, Any], origin: str | None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from hookwise.errors import PayloadError
 from hookwise.event import Incoming
 from hookwise.hookspecs import hookimpl
 from hookwise.signatures import TokenAuth, check_token, require_credential, token_headers
-from hookwise.sources import Delivery, SourceKind, TypeRule, parse_json
+from hookwise.sources import Delivery, SourceKind, TypeRule, cloudevent_meta, parse_json
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -169,6 +169,7 @@ def incoming(
         data={**attributes, "data": data} if options.envelope else data,
         delivery_id=attributes["id"],
         dedupe_key=json.dumps([attributes["source"], attributes["id"]]),
+        meta=cloudevent_meta(attributes),
     )
 
 

@@ -41,7 +41,7 @@ from hookwise.errors import PayloadError, VerificationError
 from hookwise.event import Incoming
 from hookwise.hookspecs import hookimpl
 from hookwise.signatures import require_credential, same
-from hookwise.sources import Delivery, SourceKind, require_str
+from hookwise.sources import Delivery, SourceKind, cloudevent_meta, meta_of, require_str
 
 AUTH_HEADER = "Authorization"
 
@@ -106,6 +106,7 @@ def from_cloudevent(payload: dict[str, Any]) -> Incoming:
         delivery_id=event_id,
         dedupe_key=f"{source}/{event_id}",
         artifacts=artifacts_of(data),
+        meta=cloudevent_meta(payload),
     )
 
 
@@ -123,6 +124,7 @@ def from_default(payload: dict[str, Any]) -> Incoming:
         data=data,
         dedupe_key=content_key(payload),
         artifacts=artifacts_of(data),
+        meta=meta_of(operator=payload.get("operator"), occurred_at=payload.get("occur_at")),
     )
 
 

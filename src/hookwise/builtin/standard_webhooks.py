@@ -29,7 +29,14 @@ from hookwise.errors import PayloadError, VerificationError
 from hookwise.event import Incoming
 from hookwise.hookspecs import hookimpl
 from hookwise.signatures import require_credential, same, sign, unix_seconds
-from hookwise.sources import Delivery, SourceKind, TypeRule, parse_json, require_str
+from hookwise.sources import (
+    Delivery,
+    SourceKind,
+    TypeRule,
+    meta_of,
+    parse_json,
+    require_str,
+)
 
 HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 SVIX_HEADERS = ("svix-id", "svix-timestamp", "svix-signature")
@@ -126,6 +133,7 @@ def normalize(delivery: Delivery, options: StandardWebhooksOptions) -> list[Inco
             event_type=event_type,
             data=payload.get("data", payload),
             delivery_id=delivery.header(header_names(delivery)[0]) or None,
+            meta=meta_of(occurred_at=payload.get("timestamp")),
         )
     ]
 

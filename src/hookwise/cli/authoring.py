@@ -109,6 +109,8 @@ def test_command(
         artifact = {k: v for k, v in (event.get("artifact") or {}).items() if v is not None}
         if artifact:
             click.echo(f"artifact  {_brief(artifact)}")
+        if event.get("meta"):
+            click.echo(f"meta      {_brief(event['meta'])}")
         for verdict in item["rules"]:
             mark = "MATCH" if verdict["matched"] else "no   "
             click.echo(f"{mark}  {verdict['rule']}  ({verdict['origin']})")

@@ -126,6 +126,10 @@ MIGRATIONS = [
     CREATE INDEX dedupe_seen ON dedupe (seen_at);
     ALTER TABLE throttles ADD COLUMN expires_at REAL;
     """,
+    # The sender's envelope around the data (who, when, which subscription): `meta`.
+    """
+    ALTER TABLE events ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 

@@ -40,7 +40,7 @@ def accept(
         return AcceptResult(seen["event_id"], duplicate=True)
     tx.execute(
         "INSERT INTO events (id, source, kind, domain, event_type, delivery_id, "
-        "received_at, data, headers, artifacts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "received_at, data, headers, artifacts, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             event.id,
             event.source,
@@ -52,6 +52,7 @@ def accept(
             json.dumps(event.data),
             json.dumps(event.headers),
             json.dumps(event.artifacts),
+            json.dumps(event.meta),
         ),
     )
     # Release earlier waiting runs first, so a run is never released by its own event.

@@ -29,7 +29,7 @@ def load(cls: type[R], row: Row, *json_columns: str) -> R:
 
 
 def event_from(row: Row) -> Event:
-    return load(Event, row, "data", "headers", "artifacts")
+    return load(Event, row, "data", "headers", "artifacts", "meta")
 
 
 def run_record(row: Row) -> RunRecord:
