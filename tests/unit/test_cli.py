@@ -177,6 +177,13 @@ def test_check_warns_when_approvals_cannot_be_clicked_without_a_signing_secret(t
             "'<block mapping start>'",
         ),
         (
+            "rules:\n  - name: a\n    when: {domain: docker}\n    actions:\n"
+            "      - uses: docker.redeploy\n        with: {container: web, image: 'web:1', "
+            "ports: {8080: abc}}\n",
+            "rules/main.yaml:6:55: [error] rules[0].actions[0].with.ports: host port 'abc' for "
+            "8080 is not like 18080 or 127.0.0.1:18080",
+        ),
+        (
             "rules:\n  - name: a\n    when: {source: artifactroy}\n    actions: [{uses: log}]\n",
             "rules/main.yaml:3:20: [error] rules[0].when.source: no source 'artifactroy' is "
             "configured; did you mean 'artifactory'?",

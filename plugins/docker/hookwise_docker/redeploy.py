@@ -54,6 +54,9 @@ POLL = 0.25
 DEFAULT_HEALTH_INTERVAL_NS = 30_000_000_000  # Docker's default interval between probes
 _MISSING = "container, image or network"  # what a 404 means once the pull is done
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# `8080` or `8080/udp` inside; `18080`, `127.0.0.1:18080` or `[::1]:18080` on the host.
+_CONTAINER_PORT = re.compile(r"^\d{1,5}(/(tcp|udp|sctp))?$")
+_HOST_PORT = re.compile(r"^((\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?\d{1,5}$")
 _RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(:\d+)?)$")
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -118,6 +121,22 @@ class RedeployParams(BaseModel):
         if self.stable_for >= self.timeout:
             raise ValueError("stable_for must be shorter than timeout, or every redeploy times out")
         return self
+
+    @field_validator("ports")
+    @classmethod
+    def _port_shapes(
+        cls, ports: dict[int | str, int | str | None]
+    ) -> dict[int | str, int | str | None]:
+        for inside, outside in ports.items():
+            if not _CONTAINER_PORT.match(str(inside)) and "{" not in str(inside):
+                raise ValueError(f"container port {inside!r} is not like 8080 or 8080/udp")
+            if outside is None or "{" in str(outside):  # a template: checked once rendered
+                continue
+            if not _HOST_PORT.match(str(outside)):
+                raise ValueError(
+                    f"host port {outside!r} for {inside} is not like 18080 or 127.0.0.1:18080"
+                )
+        return ports
 
     @field_validator("container")
     @classmethod
