@@ -101,6 +101,8 @@ def _user_path(data: Any, loc: tuple[Any, ...]) -> Path:
             data = data[part]
         elif isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"}):
             continue
+        elif part == 0 and data is not None and not isinstance(data, dict | list):
+            continue  # a single value a validator made into a list of one
         else:
             data = None
         path.append(part)

@@ -184,6 +184,12 @@ def test_check_warns_when_approvals_cannot_be_clicked_without_a_signing_secret(t
             "8080 is not like 18080 or 127.0.0.1:18080",
         ),
         (
+            "rules:\n  - name: a\n    when:\n      event_type:\n        - pushed\n"
+            "        - {bad: 1}\n    actions: [{uses: log}]\n",
+            "rules/main.yaml:6:11: [error] rules[0].when.event_type[1]: expected a glob (text), "
+            "got {'bad': 1}",
+        ),
+        (
             "rules:\n  - name: a\n    when: {source: artifactroy}\n    actions: [{uses: log}]\n",
             "rules/main.yaml:3:20: [error] rules[0].when.source: no source 'artifactroy' is "
             "configured; did you mean 'artifactory'?",

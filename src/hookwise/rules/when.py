@@ -22,12 +22,19 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-def _as_globs(value: Any) -> list[Glob]:
-    """A glob or a list of them, compiled here: a mistake is reported at the whole key."""
+def _as_list(value: Any) -> list[Any]:
+    """A glob or a list of them; each is compiled on its own, so a mistake in a list is
+    reported at its element."""
     items = value if isinstance(value, list) else [value]
-    if not items or any(isinstance(item, dict | list) for item in items):
+    if not items or isinstance(value, dict):
         raise ValueError(f"expected a glob or a list of globs, got {value!r}")
-    return [Glob(as_text(item)) for item in items]
+    return items
+
+
+def _as_glob(item: Any) -> Glob:
+    if isinstance(item, dict | list):
+        raise ValueError(f"expected a glob (text), got {item!r}")
+    return Glob(as_text(item))
 
 
 def _everything() -> list[Glob]:
@@ -36,7 +43,8 @@ def _everything() -> list[Glob]:
 
 Scalar = str | int | float | bool
 Globs = Annotated[
-    list[Glob], BeforeValidator(_as_globs, json_schema_input_type=Scalar | list[Scalar])
+    list[Annotated[Glob, BeforeValidator(_as_glob)]],
+    BeforeValidator(_as_list, json_schema_input_type=Scalar | list[Scalar]),
 ]
 
 
