@@ -190,6 +190,14 @@ def test_check_warns_when_approvals_cannot_be_clicked_without_a_signing_secret(t
             "got {'bad': 1}",
         ),
         (
+            "rules:\n  - name: a\n    when: {domain: docker}\n    actions:\n"
+            "      - uses: docker.redeploy\n        with:\n          container: web\n"
+            "          image: 'web:{{ data.tag }}'\n          stable_for: 90s\n"
+            "          timeout: 60s\n",
+            "rules/main.yaml:7:11: [error] rules[0].actions[0].with: stable_for must be shorter "
+            "than timeout, or every redeploy times out",
+        ),
+        (
             "rules:\n  - name: a\n    when: {source: artifactroy}\n    actions: [{uses: log}]\n",
             "rules/main.yaml:3:20: [error] rules[0].when.source: no source 'artifactroy' is "
             "configured; did you mean 'artifactory'?",
@@ -634,3 +642,15 @@ def test_the_dry_run_shows_the_artifact_view_and_cuts_long_values_visibly(tmp_pa
     lines = {line.split()[0]: line for line in ran.stdout.splitlines() if line.strip()}
     assert lines["data"].endswith("…") and len(lines["data"]) == len("data      ") + 300
     assert '"image": "helloworld", "tag": "latest"' in lines["artifact"]
+
+
+def test_a_check_across_fields_waits_for_a_templated_field_it_needs(tmp_path: Path):
+    rules = (
+        "rules:\n  - name: a\n    when: {domain: docker}\n    actions:\n"
+        "      - uses: docker.redeploy\n        with:\n          container: web\n"
+        "          image: 'web:1'\n          stable_for: 90s\n"
+        "          timeout: '{{ data.timeout }}'\n"
+    )
+    root = project(tmp_path, rules, extra="integrations:\n  docker: {}\n")
+    result = invoke("check", cwd=root)
+    assert result.returncode == 0, result.stderr  # known only once the event is there

@@ -284,6 +284,8 @@ class RuleLoader:
             if real:
                 narrowed = ValidationError.from_exception_data(exc.title, real)  # type: ignore[arg-type]
                 return problems_from(narrowed, doc, model, prefix=at)
+            return [doc.problem(at, f"{format_path(at)}: {message}") for message in
+                    _across_fields(model, params)]  # fmt: skip
         return []
 
     def _compile(
@@ -310,6 +312,29 @@ class RuleLoader:
                 warning = doc.problem(path, f"{where}; `serve` and `worker` need it")
                 self.warnings.append(dataclasses.replace(warning, level="warning"))
         return problems
+
+
+def _across_fields(model: type[BaseModel], params: dict[str, Any]) -> list[str]:
+    """What the model's own checks across fields say of the literal values, while others
+    are templates (known only when the action runs): `stable_for: 90s` with `timeout:
+    60s` is wrong whatever the image's tag will be."""
+    literal = {k: v for k, v in params.items() if not _templated(params, (k,))}
+    if len(literal) == len(params) or not literal:
+        return []
+    instance = model.model_construct(**params)  # templated values stay as written
+    found: list[str] = []
+    for attempt in range(2):  # the first pass settles every literal value; the second checks
+        for name, value in literal.items():
+            try:
+                model.__pydantic_validator__.validate_assignment(instance, name, value)
+            except ValidationError as exc:
+                whole = [
+                    e["msg"].removeprefix("Value error, ") for e in exc.errors() if not e["loc"]
+                ]
+                found += whole if attempt else []
+            except (TypeError, ValueError, AttributeError):
+                continue  # a check that needs a templated value: it runs after rendering
+    return list(dict.fromkeys(found))
 
 
 def _templated(params: Any, loc: tuple[Any, ...]) -> bool:
