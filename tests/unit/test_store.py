@@ -818,3 +818,4 @@ async def test_rule_stats_and_overview_count_what_the_history_holds(store: Store
     assert overview.last_hour == {"waiting_approval": 1}  # the others are over an hour old
     assert (overview.events_last_day, overview.events_last_hour) == (2, 1)
     assert overview.oldest_active == (waiting.id, T0 + 60)
+    assert overview.active == {"waiting_approval": 1}  # now, however old

@@ -228,3 +228,4 @@ class Overview:
     events_last_day: int
     oldest_active: tuple[str, float] | None  # the run that has waited longest, and since when
     dead: int  # every dead run in the history: the dead-letter queue
+    active: dict[str, int] = field(default_factory=dict)  # runs not finished, by status, now

@@ -42,6 +42,10 @@ def overview(tx: Tx, now: float) -> Overview:
         "ORDER BY created_at, id LIMIT 1"
     ).fetchone()
     dead = tx.execute("SELECT COUNT(*) AS n FROM runs WHERE status = 'dead'").fetchone()
+    active = tx.execute(
+        f"SELECT status, COUNT(*) AS n FROM runs WHERE status IN ({quoted(ACTIVE)}) "
+        "GROUP BY status"
+    ).fetchall()
     events = tx.execute(
         "SELECT SUM(CASE WHEN received_at >= ? THEN 1 ELSE 0 END) AS hour, COUNT(*) AS day "
         "FROM events WHERE received_at >= ?",
@@ -54,4 +58,5 @@ def overview(tx: Tx, now: float) -> Overview:
         events_last_day=int(events["day"] or 0),
         oldest_active=(oldest["id"], float(oldest["created_at"])) if oldest else None,
         dead=int(dead["n"]),
+        active={row["status"]: int(row["n"]) for row in active},
     )
