@@ -536,3 +536,27 @@ async def test_with_public_url_the_request_links_to_the_runs_console_page(
     [post] = slack.calls_to("chat.postMessage")
     context = post.body["blocks"][-1]["elements"][0]["text"]
     assert context.endswith(f"<https://hookwise.example.com/ui/runs/{run_id}|run {run_id}>")
+
+
+NOTIFIED = """
+rules:
+  - name: deploy-notified
+    when: {source: artifactory, domain: docker}
+    notify: {slack: {channel: C0DEPLOYS}}
+    actions:
+      - uses: http.post
+        with: {url: "SINK/deploy", json: {tag: "{{ data.tag }}"}}
+"""
+
+
+async def test_a_status_message_slack_never_took_is_said_to_be_not_posted(
+    harness_for: Make, slack: SlackStandin, sink: Sink, caplog: pytest.LogCaptureFixture
+):
+    harness = await harness_for(NOTIFIED.replace("SINK", sink.url), slack_config(slack))
+    slack.fail("chat.postMessage", 200, {"ok": False, "error": "channel_not_found"})
+    event = await harness.emit(*deploy("4.0"))
+    await harness.drain()
+    assert (await one_run(harness, event))["status"] == "succeeded"  # Slack never fails a run
+    said = [r.getMessage() for r in caplog.records if r.name == "hookwise.notify"]
+    assert said and all("the notify message could not be posted: " in line for line in said)
+    assert not any("could not be updated" in line for line in said)

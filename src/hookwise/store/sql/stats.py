@@ -43,8 +43,7 @@ def overview(tx: Tx, now: float) -> Overview:
     ).fetchone()
     dead = tx.execute("SELECT COUNT(*) AS n FROM runs WHERE status = 'dead'").fetchone()
     active = tx.execute(
-        f"SELECT status, COUNT(*) AS n FROM runs WHERE status IN ({quoted(ACTIVE)}) "
-        "GROUP BY status"
+        f"SELECT status, COUNT(*) AS n FROM runs WHERE status IN ({quoted(ACTIVE)}) GROUP BY status"
     ).fetchall()
     events = tx.execute(
         "SELECT SUM(CASE WHEN received_at >= ? THEN 1 ELSE 0 END) AS hour, COUNT(*) AS day "
