@@ -141,7 +141,8 @@ class Engine:
             key, by_body = dedupe_key(name, item, delivery.body, position)
             window = self.config.dedupe_window
             if by_body:
-                window = self.sources[name].body_dedupe_window or self.config.body_dedupe_window
+                own = self.sources[name].body_dedupe_window
+                window = self.config.body_dedupe_window if own is None else own
             result = await self.store.accept(event, key, window, runs, awaited)
             results.append(result)
         return results

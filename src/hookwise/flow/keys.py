@@ -49,7 +49,7 @@ def released(
             continue
         where = f"rule {rule.name}, wait_for.correlate"
         try:
-            key = templates.render(rule.wait_for.correlate, context, where)
+            key = templates.render(rule.wait_for.correlate, own, where)
         except RenderError as exc:
             log.warning("event %s cannot release runs of %s: %s", event.id, rule.name, exc)
             continue
