@@ -55,6 +55,10 @@ def action_label(action_id: str | None, uses: str, step: int) -> str:
 class RunLog:
     """Log lines that land in the run's history, and in the process log too.
 
+    Info lines go to the process log at DEBUG: the history keeps them, and an INFO line
+    per run would cost more than the run at a thousand events a second. Warnings and
+    errors go at their own level.
+
     Every secret hookwise knows, and the run's own `${VAR}` values, are masked before
     either sees them.
     """
@@ -69,7 +73,8 @@ class RunLog:
         self.lines.append(
             {"at": time.time(), "level": logging.getLevelName(level).lower(), "message": message}
         )
-        _logger.log(level, "%s: %s", self.prefix, message)
+        shown_at = level if level >= logging.WARNING else logging.DEBUG
+        _logger.log(shown_at, "%s: %s", self.prefix, message)
 
     def info(self, message: str) -> None:
         self._write(logging.INFO, message)

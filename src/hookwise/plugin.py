@@ -10,7 +10,8 @@ What is here, by what a plugin does:
   `IntegrationSpec`;
 - act: `ActionContext` (with `RunLog`), the outcomes `RetryLater` and
   `PermanentFailure`, `retry_after` for a Retry-After header, `Duration` for settings;
-- talk to the outside, through the egress guard: `guarded_client` and
+- talk to the outside, through the egress guard: `shared_client` (kept-alive
+  connections, never closed by the caller), `guarded_client` and
   `guarded_sync_client` (httpx), `guard_session` (a requests session, for client
   libraries built on it), `GuardedWebClient` and `GuardedWebhookClient` (slack-sdk);
 - receive: `Delivery`, `Incoming`, `Event`, `parse_json`, `require_str`, `TypeRule`,
@@ -31,6 +32,7 @@ from hookwise.egress import (
     guard_session,
     guarded_client,
     guarded_sync_client,
+    shared_client,
 )
 from hookwise.errors import (
     ActionError,
@@ -117,6 +119,7 @@ __all__ = [
     "require_str",
     "retry_after",
     "same",
+    "shared_client",
     "sign",
     "token_headers",
     "unix_seconds",

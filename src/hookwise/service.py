@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from hookwise import clock, secrets
+from hookwise import clock, egress, secrets
 from hookwise.config import (
     BoundSource,
     Config,
@@ -199,6 +199,7 @@ class Hookwise:
         if self.worker is not None:
             await self.worker.stop()
         await self.registry.shutdown(self.config)
+        await egress.shared_async.aclose()
         await self.close()
         log.info("hookwise stopped")
 

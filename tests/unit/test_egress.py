@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import ipaddress
 import socket
@@ -311,3 +312,56 @@ def test_slack_file_uploads_go_through_the_guard():
     client = GuardedWebClient(policy=policy, token="xoxb-upload-test")
     with pytest.raises(EgressDenied, match=r"egress to 169\.254\.169\.254"):
         client._upload_file(url="http://169.254.169.254/latest/meta-data/", data=b"x", timeout=2)
+
+
+async def _keepalive_server(connections: list[int]) -> asyncio.Server:
+    """An HTTP/1.1 server that keeps connections open and counts how many were opened."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                await _answer_each(reader, writer)
+        finally:
+            writer.close()
+
+    async def _answer_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = next(
+                (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                 if line.lower().startswith(b"content-length:")),
+                0,
+            )  # fmt: skip
+            await reader.readexactly(length)
+            body = b'{"ok": true}'
+            head = (
+                f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
+            )
+            writer.write(head.encode() + b"\r\n\r\n" + body)
+            await writer.drain()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+@pytest.mark.anyio
+async def test_http_post_reuses_one_connection_across_runs():
+    from hookwise.egress import shared_async
+
+    connections: list[int] = []
+    server = await _keepalive_server(connections)
+    port = server.sockets[0].getsockname()[1]
+    params = HttpPostParams.model_validate({"url": f"http://127.0.0.1:{port}/h", "json": {}})
+    try:
+        outputs = [await http_post(params, context(["127.0.0.1"])) for _ in range(3)]
+        assert [output["body"] for output in outputs] == [{"ok": True}] * 3
+        assert len(connections) == 1
+        # Another policy is another client: what one run may reach says nothing of another's.
+        await http_post(params, context(["127.0.0.0/8"]))
+        assert len(connections) == 2
+        with pytest.raises(EgressDenied):
+            await http_post(params, context([]))
+    finally:
+        await shared_async.aclose()
+        await asyncio.sleep(0.05)  # the server sees the connections close
+        server.close()
+        await server.wait_closed()

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hookwise.actions import ActionContext, ActionSpec
 from hookwise.durations import Duration
-from hookwise.egress import guarded_client
+from hookwise.egress import shared_client
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.hookspecs import hookimpl
 from hookwise.retry import retry_after
@@ -45,20 +45,25 @@ class HttpPostParams(BaseModel):
 async def http_post(params: HttpPostParams, context: ActionContext) -> dict[str, Any]:
     headers = {"Idempotency-Key": context.idempotency_key, **params.headers}
     content = params.body.encode() if params.body is not None else None
-    async with guarded_client(context.egress, params.timeout) as client:
+    client = shared_client(context.egress)
+    try:
+        request = client.build_request(
+            "POST",
+            params.url,
+            json=params.json_body,
+            content=content,
+            headers=headers,
+            timeout=params.timeout,
+        )
+        response = await client.send(request, stream=True)
         try:
-            request = client.build_request(
-                "POST", params.url, json=params.json_body, content=content, headers=headers
-            )
-            response = await client.send(request, stream=True)
-            try:
-                kept = await _read_start(response)
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException as exc:
-            raise RetryLater(f"POST {params.url} timed out after {params.timeout:g}s") from exc
-        except httpx.TransportError as exc:
-            raise RetryLater(f"POST {params.url} failed to connect: {exc}") from exc
+            kept = await _read_start(response)
+        finally:
+            await response.aclose()
+    except httpx.TimeoutException as exc:
+        raise RetryLater(f"POST {params.url} timed out after {params.timeout:g}s") from exc
+    except httpx.TransportError as exc:
+        raise RetryLater(f"POST {params.url} failed to connect: {exc}") from exc
     context.log.info(f"POST {params.url} -> {response.status_code}")
     return _outcome(params.url, response, kept)
 

@@ -17,7 +17,8 @@ guard works where the connection is made, not where a URL is looked at:
 
 - the body of an answer is decoded here and read up to a limit, however it is encoded.
 
-Async code uses `guarded_client`; threads use `guarded_sync_client`. Client libraries
+Async code uses `shared_client` (kept-alive connections) or `guarded_client`; threads
+use `shared_sync_client` or `guarded_sync_client`. Client libraries
 get the same guard, handed their own session or transport (`libraries`).
 
 - `policy`: which addresses may be reached;
@@ -42,6 +43,8 @@ from hookwise.egress.transports import (
     guarded_client,
     guarded_sync_client,
     shared,
+    shared_async,
+    shared_client,
     shared_sync_client,
 )
 
@@ -58,5 +61,7 @@ __all__ = [
     "guard_session",
     "guarded_client",
     "guarded_sync_client",
+    "shared_async",
+    "shared_client",
     "shared_sync_client",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import http.cookiejar
 import ssl
@@ -183,3 +184,40 @@ shared = _SharedClients()
 def shared_sync_client(policy: EgressPolicy, origin: str | None = None) -> httpx.Client:
     """A long-lived guarded client for threads; pass a timeout with each request."""
     return shared.get(policy, origin)
+
+
+class _SharedAsyncClients:
+    """Guarded async clients kept per event loop and policy, so calls reuse connections.
+
+    A new client per call costs a TCP (and TLS) handshake every time. An async client's
+    connections belong to the loop that opened them, so each loop has its own clients;
+    `aclose` closes the running loop's when the service stops.
+    """
+
+    def __init__(self) -> None:
+        self._by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[EgressPolicy, httpx.AsyncClient]
+        ] = weakref.WeakKeyDictionary()
+
+    def get(self, policy: EgressPolicy) -> httpx.AsyncClient:
+        clients = self._by_loop.setdefault(asyncio.get_running_loop(), {})
+        client = clients.get(policy)
+        if client is None or client.is_closed:
+            client = clients[policy] = guarded_client(policy, 30.0)
+        return client
+
+    async def aclose(self) -> None:
+        clients = self._by_loop.pop(asyncio.get_running_loop(), {})
+        for client in clients.values():
+            await client.aclose()
+
+
+shared_async = _SharedAsyncClients()
+
+
+def shared_client(policy: EgressPolicy) -> httpx.AsyncClient:
+    """A long-lived guarded async client: keep-alive connections per destination.
+
+    Do not close it; pass a timeout with each request (`timeout=` of `build_request`).
+    """
+    return shared_async.get(policy)
