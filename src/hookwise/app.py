@@ -64,7 +64,7 @@ def create_app(service: Hookwise, on_ready: Callable[[], None] = lambda: None) -
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            await service.start()
+            await service.start(worker_processes=service.config.worker.processes)
         except HookwiseError as exc:
             log.error("hookwise cannot start: %s", exc)
             raise

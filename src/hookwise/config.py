@@ -58,6 +58,13 @@ class WorkerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     concurrency: int = Field(default=8, ge=1, description="Runs executed at once per process.")
+    processes: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="`serve` only: worker processes it starts to execute runs, instead of "
+        "executing them itself (0). Accepting and acting then use a core each.",
+    )
     lease: Duration = Field(
         default=60.0, gt=0, description="How long a claimed run stays ours without renewal."
     )

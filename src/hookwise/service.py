@@ -40,6 +40,7 @@ from hookwise.links import Links
 from hookwise.matcher import RuleIndex
 from hookwise.metrics import ActionMetrics, Metrics
 from hookwise.plugins import Registry, load_registry
+from hookwise.processes import WorkerProcesses
 from hookwise.reload import Reloader
 from hookwise.retention import FIRST_PASS, Pruner
 from hookwise.rules import Rule, RuleLoader
@@ -123,6 +124,7 @@ class Hookwise:
         self.metrics = metrics
         self.chat = chat_for(config)
         self.worker: Worker | None = None
+        self.processes: WorkerProcesses | None = None
         self.reloader: Reloader | None = None
         self.pruner: Pruner | None = None
 
@@ -137,17 +139,27 @@ class Hookwise:
         self.engine.templates.close()
 
     async def start(
-        self, *, with_worker: bool = True, watch: bool = True, first_prune: float = FIRST_PASS
+        self,
+        *,
+        with_worker: bool = True,
+        watch: bool = True,
+        first_prune: float = FIRST_PASS,
+        worker_processes: int = 0,
     ) -> None:
         """Open the store, then start the worker and the rule watcher as asked, and the
         pruner unless retention is off (its first pass `first_prune` seconds later).
 
         `hookwise worker` starts without the watcher: runs carry a snapshot of their
-        rule's actions, so executing them never needs the current rules.
+        rule's actions, so executing them never needs the current rules. With
+        `worker_processes`, runs are executed by that many `hookwise worker` children.
         """
         await self.open()
         await self.registry.startup(self.config)
-        if with_worker:
+        if with_worker and worker_processes:
+            config_path = str(Path(self.config.document.file).resolve())
+            self.processes = WorkerProcesses(config_path, worker_processes)
+            await self.processes.start()
+        elif with_worker:
             owner = f"{socket.gethostname()}:{os.getpid()}"
             runner = Runner(
                 self.store,
@@ -198,6 +210,8 @@ class Hookwise:
             await self.reloader.stop()
         if self.worker is not None:
             await self.worker.stop()
+        if self.processes is not None:
+            await self.processes.stop()
         await self.registry.shutdown(self.config)
         await egress.shared_async.aclose()
         await self.close()
@@ -261,9 +275,11 @@ class Hookwise:
         return results
 
     def wake(self) -> None:
-        """Runs were added or decided: this process's worker looks at once."""
+        """Runs were added or decided: this process's worker, or its children, look at once."""
         if self.worker is not None:
             self.worker.notify()
+        if self.processes is not None:
+            self.processes.wake()
 
     # -- reading -----------------------------------------------------------------------
 

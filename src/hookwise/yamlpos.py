@@ -12,6 +12,7 @@ list would end in RecursionError), and so is what aliases may expand to (a 600-b
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ MAX_DEPTH = 64
 # Aliases may repeat what the file holds, within reason: `<<: *defaults` in every rule
 # of a big file is fine, a tree of aliases of aliases is not.
 ALIAS_FACTOR = 10
+INTERN_MAX = 256  # characters: longer strings are rarely repeated
 ALIAS_ALLOWANCE = 10_000
 
 
@@ -196,7 +198,7 @@ class _Walker:
         value = self.loader.construct_object(node, deep=True)
         if isinstance(value, str) and self.env is not None:
             value = self._expand(value, node)
-        return value
+        return _shared(value)
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
@@ -205,7 +207,7 @@ class _Walker:
             if key_node.tag == MERGE_TAG:
                 merges.append(value_node)
                 continue
-            key = self.loader.construct_object(key_node, deep=True)
+            key = _shared(self.loader.construct_object(key_node, deep=True))
             if not isinstance(key, str | int | float | bool) and key is not None:
                 self.doc.problems.append(
                     Problem(self.doc.file, *_pos(key_node), "mapping keys must be plain scalars")
@@ -258,6 +260,12 @@ class _Walker:
             return ""
 
         return ENV_REF.sub(replace, value)
+
+
+def _shared(value: Any) -> Any:
+    """Short strings interned: thousands of rules repeat the same keys, event types and
+    templates, and each copy would otherwise stay in memory as long as the rules."""
+    return sys.intern(value) if isinstance(value, str) and len(value) <= INTERN_MAX else value
 
 
 def text_line(raw: bytes, offset: int) -> int:

@@ -175,7 +175,7 @@ def test_an_unknown_key_is_reported_at_the_key_with_the_close_known_key(here: Pa
         (
             "worker:\n  threads: 4\n",
             "hookwise.yaml:2:3: [error] worker.threads: unknown key 'threads'; allowed keys: "
-            "concurrency, lease, poll_interval, action_timeout",
+            "concurrency, processes, lease, poll_interval, action_timeout",
         ),
     ],
 )

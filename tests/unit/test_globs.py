@@ -240,3 +240,18 @@ def test_rules_carry_their_globs_compiled_when_they_load():
     assert all(isinstance(glob, Glob) for glob in globs)
     assert [glob.regex.pattern for glob in rule.when.match["data.image"]] == ["team/[^/]*", "x"]
     assert rule.when.model_dump()["match"] == {"data.image": ["team/*", "x"]}
+
+
+def test_rules_share_one_compiled_glob_per_pattern():
+    """Ten thousand rules naming `docker` and `pushed` hold two globs, not twenty thousand."""
+    from hookwise.rules import Rule
+
+    first, second = (
+        Rule.model_validate(
+            {"name": name, "when": {"domain": "docker", "match": {"data.tag": "v*"}},
+             "actions": [{"uses": "log", "with": {"message": "x"}}]}
+        )
+        for name in ("a", "b")
+    )  # fmt: skip
+    assert first.when.domain[0] is second.when.domain[0]
+    assert first.when.match["data.tag"][0].regex is second.when.match["data.tag"][0].regex

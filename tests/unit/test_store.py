@@ -202,6 +202,46 @@ async def test_retrying_run_waits_until_due(store: Store):
 
 
 @pytest.mark.anyio
+async def test_claims_take_the_longest_due_first_whatever_their_status(store: Store):
+    now = time.time()
+    await store.accept(event(now - 30), "old", 60, [NewRun("old-pending", "r", SPEC)])
+    await store.accept(event(now - 10), "new", 60, [NewRun("new-pending", "r", SPEC)])
+    [retried] = await store.claim("a", 1, lease=30)
+    assert retried.id == "old-pending"
+    attempt = AttemptRecord(retried.id, 0, "log#1", 1, now, now, "retry", error="503")
+    assert await store.record(
+        retried.lease, retried.id, attempt, Progress("retrying", 0, 1, {}, "503", now - 20)
+    )
+    # retrying, due 20 s ago, before the pending run due 10 s ago; then nothing more
+    assert [run.id for run in await store.claim("a", 1, lease=30)] == ["old-pending"]
+    assert [run.id for run in await store.claim("a", 5, lease=30)] == ["new-pending"]
+    assert await store.claim("a", 5, lease=30) == []
+
+
+def test_a_claim_walks_the_due_index_and_never_sorts_the_backlog(tmp_path: Path):
+    """The claim's cost must not grow with the number of due runs (docs/performance.md)."""
+    from hookwise.store.sql.execute import _due
+
+    conn = sqlite3.connect(tmp_path / "plan.db")
+    for statement in filter(str.strip, ";".join(sqlite_schema.MIGRATIONS).split(";")):
+        conn.execute(statement)
+
+    class Explaining:
+        def __init__(self) -> None:
+            self.plan: list[str] = []
+
+        def execute(self, sql: str, params: tuple) -> sqlite3.Cursor:
+            self.plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+            return conn.execute(sql, params)
+
+    explaining = Explaining()
+    _due(explaining, ["x"], 8, time.time(), "")  # type: ignore[arg-type]
+    searches = [step for step in explaining.plan if "runs" in step.split()]
+    assert searches
+    assert all(step.startswith("SEARCH runs USING INDEX runs_due") for step in searches)
+
+
+@pytest.mark.anyio
 async def test_a_nul_character_in_a_field_does_not_make_an_event_unstorable(store: Store):
     odd = Event(new_id(), "ce", "cloudevents", "a\x00b", "t\x00", "id\x00", time.time(), {}, {})
     result = await store.accept(odd, "ce:id\x00", 60, [NewRun(new_id(), "r", SPEC)])
@@ -819,3 +859,32 @@ async def test_rule_stats_and_overview_count_what_the_history_holds(store: Store
     assert (overview.events_last_day, overview.events_last_hour) == (2, 1)
     assert overview.oldest_active == (waiting.id, T0 + 60)
     assert overview.active == {"waiting_approval": 1}  # now, however old
+
+
+@pytest.mark.anyio
+async def test_an_sqlite_write_waits_for_another_process_then_gives_up_saying_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Another process (a worker) holding the write lock delays a write; past
+    LOCK_TIMEOUT the write fails as a StoreError, so the sender is asked to retry."""
+    url = f"sqlite:///{tmp_path}/hookwise.db"
+    store = open_store(url)
+    await store.open()
+    other = sqlite3.connect(tmp_path / "hookwise.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.create_task(store.accept(event(), "waits", 60, []))
+        await asyncio.sleep(0.3)
+        assert not write.done()
+        other.execute("COMMIT")
+        assert not (await write).duplicate
+
+        monkeypatch.setattr(sqlite_schema, "LOCK_TIMEOUT", 0.2)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match="locked"):
+            await store.accept(event(), "gives-up", 60, [])
+        other.execute("COMMIT")
+        assert not (await store.accept(event(), "gives-up", 60, [])).duplicate
+    finally:
+        other.close()
+        await store.close()

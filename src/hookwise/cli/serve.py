@@ -20,6 +20,7 @@ from hookwise.cli.common import (
 )
 from hookwise.connections import protocol_for
 from hookwise.errors import HookwiseError
+from hookwise.processes import listen_for_wakes
 from hookwise.service import Hookwise
 
 log = logging.getLogger("hookwise")
@@ -28,10 +29,17 @@ log = logging.getLogger("hookwise")
 @main.command()
 @config_option
 @click.option("--listen", help="host:port, overriding `listen` in the config.")
-def serve(config_path: str, listen: str | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    help="Worker processes to execute runs, overriding worker.processes (0: this process).",
+)
+def serve(config_path: str, listen: str | None, workers: int | None) -> None:
     """Receive webhooks and run the rules' actions."""
     log_to_stderr()
     service = service_for(config_path, strict=True)
+    if workers is not None:
+        service.config.worker.processes = workers
     host, _, port = (listen or service.config.listen).rpartition(":")
     host = host.strip("[]")
     if not (port.isascii() and port.isdigit()) or int(port) > 65535:
@@ -96,22 +104,25 @@ def _loopback(host: str) -> bool:
 
 @main.command()
 @config_option
-def worker(config_path: str) -> None:
+@click.option("--wake-on-stdin", is_flag=True, hidden=True, help="Started by `serve`.")
+def worker(config_path: str, wake_on_stdin: bool) -> None:
     """Execute runs without receiving webhooks: one more process on a shared store."""
     log_to_stderr()
     service = service_for(config_path, strict=True)
     try:
-        asyncio.run(_work(service))
+        asyncio.run(_work(service, wake_on_stdin))
     except HookwiseError as exc:
         log.error("hookwise cannot start: %s", exc)
         sys.exit(1)
 
 
-async def _work(service: Hookwise) -> None:
+async def _work(service: Hookwise, wake_on_stdin: bool) -> None:
     """Run the worker until SIGTERM or SIGINT, then stop it as `serve` does."""
     await service.start(watch=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    if wake_on_stdin:
+        listen_for_wakes(service.wake, stop.set)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     # SIGHUP reloads the rules of `serve`; a worker executes the snapshots runs carry.

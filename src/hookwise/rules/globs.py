@@ -7,6 +7,7 @@ Matching is case-sensitive and anchored at both ends. Patterns compile once, whe
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -46,7 +47,7 @@ class Glob(str):
             return value
         if not isinstance(value, str):
             raise ValueError(f"expected a glob, got {value!r}")
-        return cls(value)
+        return interned(value)
 
     def matches(self, value: str) -> bool:
         return self.regex.fullmatch(value) is not None
@@ -56,6 +57,13 @@ class Glob(str):
         """The literal text every match starts with: the whole pattern when it has no wildcard."""
         end = next((i for i, char in enumerate(self) if char in WILDCARDS), len(self))
         return str(self[:end])
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def interned(pattern: str) -> Glob:
+    """One Glob per distinct pattern: ten thousand rules name the same few domains and
+    event types, and each copy would carry its own compiled regex."""
+    return Glob(pattern)
 
 
 def compile_glob(pattern: str) -> re.Pattern[str]:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from hookwise.rules.globs import Glob
+from hookwise.rules.globs import Glob, interned
 
 
 def as_text(value: Any) -> str:
@@ -34,11 +34,11 @@ def _as_list(value: Any) -> list[Any]:
 def _as_glob(item: Any) -> Glob:
     if isinstance(item, dict | list):
         raise ValueError(f"expected a glob (text), got {item!r}")
-    return Glob(as_text(item))
+    return interned(as_text(item))
 
 
 def _everything() -> list[Glob]:
-    return [Glob("*")]
+    return [interned("*")]
 
 
 Scalar = str | int | float | bool

@@ -34,6 +34,7 @@ from hookwise.errors import StoreError
 from hookwise.store import Schema, sqlite
 from hookwise.store.batching import GroupCommit, Outcome, Write
 from hookwise.store.sql import Tx
+from hookwise.store.sql.common import Cursor
 from hookwise.store.sqlstore import SqlStore, migrations_to_apply
 
 T = TypeVar("T")
@@ -101,13 +102,19 @@ def _storable(value: Any) -> Any:
 
 
 class _Tx:
-    """A `sql.Tx` over one psycopg connection inside a transaction."""
+    """A `sql.Tx` over one psycopg connection inside a transaction.
 
-    def __init__(self, conn: Connection) -> None:
+    Writes run in pipeline mode: a statement whose result nobody reads does not wait
+    for the server, so an accept's four inserts cost one round trip, not four.
+    """
+
+    def __init__(self, conn: Connection, pipeline: psycopg.Pipeline | None = None) -> None:
         self.conn = conn
+        self.pipeline = pipeline
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[DictRow]:
-        return self.conn.execute(_placeholders(sql), [_storable(p) for p in params])
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        cursor = self.conn.execute(_placeholders(sql), [_storable(p) for p in params])
+        return cursor if self.pipeline is None else _Pipelined(cursor, self.pipeline)
 
     def lock(self, name: str) -> None:
         self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (name,))
@@ -117,6 +124,26 @@ class _Tx:
             "SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0)) AS taken", (name,)
         ).fetchone()
         return bool(row and row["taken"])
+
+
+class _Pipelined:
+    """A pipelined statement's cursor. Fetching rows waits for them by itself; the row
+    count is only known once the pipeline is synced, so reading it syncs."""
+
+    def __init__(self, cursor: psycopg.Cursor[DictRow], pipeline: psycopg.Pipeline) -> None:
+        self.cursor = cursor
+        self.pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        self.pipeline.sync()
+        return self.cursor.rowcount
+
+    def fetchone(self) -> DictRow | None:
+        return self.cursor.fetchone()
+
+    def fetchall(self) -> list[DictRow]:
+        return self.cursor.fetchall()
 
 
 def connection_string(url: str) -> str:
@@ -223,10 +250,15 @@ class PostgresStore(SqlStore):
         for attempt in range(1, ATTEMPTS + 1):
             conn: Connection | None = None
             try:
-                with self._connection(pool) as conn, conn.transaction():
+                with self._connection(pool) as conn:
                     if read_only:
-                        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    return fn(_Tx(conn))
+                        with conn.transaction():
+                            conn.execute(
+                                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+                            )
+                            return fn(_Tx(conn))
+                    with conn.pipeline() as pipeline, conn.transaction():
+                        return fn(_Tx(conn, pipeline))
             except psycopg.errors.TransactionRollback:
                 if attempt == ATTEMPTS:
                     raise

@@ -4,6 +4,11 @@ Every write goes through one thread that drains whatever is queued and commits i
 in a single transaction (each write in its own savepoint, so one failure does not
 undo the others). Under load, hundreds of accepts share one fsync; the event loop
 never waits on the disk.
+
+Another process may write the same file (`hookwise worker`, or the workers `serve`
+starts). SQLite's own busy handler waits for its lock in steps of up to 100 ms,
+which would show as that much latency on every accept; the writer instead asks for
+the lock again at sub-millisecond intervals (`_begin`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +31,7 @@ from hookwise.store.sqlstore import SqlStore, migrations_to_apply
 
 T = TypeVar("T")
 log = logging.getLogger("hookwise.store")
+LOCK_TIMEOUT = 30.0  # seconds a write waits for another process's transaction
 
 MIGRATIONS = [
     """
@@ -143,6 +150,25 @@ class _Connection(sqlite3.Connection):
         return True
 
 
+def _begin(conn: _Connection) -> None:
+    """BEGIN IMMEDIATE, asked again every few hundred microseconds while another
+    process holds the write lock, for at most LOCK_TIMEOUT seconds."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    deadline, pause = time.monotonic() + LOCK_TIMEOUT, 0.0002
+    try:
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(LOCK_TIMEOUT * 1000)}")
+
+
 def _connect(path: str) -> _Connection:
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=30, factory=_Connection
@@ -178,7 +204,7 @@ class _Writer(GroupCommit):
         assert conn is not None
         outcomes: list[Outcome] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            _begin(conn)
             for write in writes:
                 conn.execute("SAVEPOINT job")
                 try:

@@ -56,26 +56,26 @@ def claim(
 def _due(tx: Tx, skip: list[str], limit: int, now: float, row_lock: str) -> list[Any]:
     """The `limit` runs due first: one index walk of `runs_due` per claimable status.
 
-    One query with an OR over the statuses makes both planners read every due run and
-    sort them, a cost that grows with the backlog; a query per status reads at most
-    `limit` rows each, and merging the few lists costs nothing. Running runs whose
-    lease expired are few (at most the processes' concurrency), so scanning them is
-    cheap too.
+    A single WHERE with an OR over the statuses makes both planners read every due
+    run and sort them, a cost that grows with the backlog. Here each status's branch
+    reads at most `limit` rows in index order, and only those few are merged. Running
+    runs whose lease expired are few (at most the processes' concurrency).
     """
-    found = []
-    for status in CLAIMABLE:
-        found += tx.execute(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE status = ? AND next_attempt_at <= ? "
-            f"{not_in('id', skip)} ORDER BY next_attempt_at LIMIT ?{row_lock}",
-            (status, now, *skip, limit),
-        ).fetchall()
-    found += tx.execute(
-        f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND lease_expires_at < ? "
-        f"{not_in('id', skip)} ORDER BY next_attempt_at LIMIT ?{row_lock}",
-        (now, *skip, limit),
+    excluded = not_in("id", skip)
+    branch = (
+        f"SELECT * FROM (SELECT {RUN_COLUMNS} FROM runs WHERE status = ? AND {{due}} "
+        f"{excluded} ORDER BY next_attempt_at LIMIT ?{row_lock}) AS {{name}}"
+    )
+    due = "next_attempt_at <= ?"
+    branches = [branch.format(due=due, name=f"s{n}") for n in range(len(CLAIMABLE))]
+    branches.append(branch.format(due="lease_expires_at < ?", name="expired"))
+    params: list[Any] = []
+    for status in (*CLAIMABLE, RunStatus.RUNNING):
+        params += [status, now, *skip, limit]
+    return tx.execute(
+        f"SELECT * FROM ({' UNION ALL '.join(branches)}) AS due ORDER BY next_attempt_at LIMIT ?",
+        (*params, limit),
     ).fetchall()
-    found.sort(key=lambda row: row["next_attempt_at"])
-    return found[:limit]
 
 
 def _slot_free(tx: Tx, run: RunRecord) -> bool:
