@@ -31,7 +31,7 @@ DEDUPE_WINDOW = 72 * 3600.0
 MIB = 1024 * 1024
 
 
-def _event(nonce: str, number: int) -> Event:
+def stored_event(nonce: str, number: int) -> Event:
     """What the receiver would have stored for one Artifactory docker push."""
     data = workload.docker_data(f"bulk/app-{number % 50}", f"2.{number}.{nonce}", number)
     return Event(
@@ -58,7 +58,7 @@ async def bulk_insert(url: str, count: int) -> float | None:
     started = time.monotonic()
     try:
         for first in range(0, count, BATCH):
-            events = [_event(nonce, n) for n in range(first, min(count, first + BATCH))]
+            events = [stored_event(nonce, n) for n in range(first, min(count, first + BATCH))]
             await asyncio.gather(
                 *(
                     store.accept(event, f"bench:{nonce}:{event.id}", DEDUPE_WINDOW, [])

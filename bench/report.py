@@ -13,6 +13,13 @@ RATE_RATIO = 0.5
 P99_IDLE_MS = 50.0
 MATCH_RATE = 20_000.0
 MATCH_RULES = 10_000
+SATURATION_BARE = 0.5  # (e): durable accept at saturation, x the bare endpoint
+SATURATION_WEBHOOK = 1.5  # ... and x adnanh/webhook
+SATURATION_POSTGRES = 0.6  # PostgreSQL's saturation, x SQLite's
+COMPLETION = 0.9  # runs completed per run accepted at steady state
+BACKLOG_GROWTH = 0.05  # of the offered rate: more growth per second is unbounded
+CLAIM_FLAT = 1.5  # claim time at the largest backlog, x at the smallest
+RULE_BYTES = 4096
 
 
 def _ratio(part: float | None, whole: float | None) -> float | None:
@@ -46,6 +53,18 @@ def store_targets(store: str, result: dict[str, Any], baseline: dict | None) -> 
         met = p99 is not None and p99 < P99_IDLE_MS and idle["started"] == idle["accepted"]
         measured = f"p99 {p99} ms ({idle['started']} of {idle['accepted']} started)"
         found.append(_target("b", store, f"p99 < {P99_IDLE_MS:g} ms idle", measured, met))
+    if claimed := result.get("claims"):
+        rows = claimed["rows"]
+        found.append(
+            _target(
+                "f",
+                store,
+                f"claim time at {rows[-1]['backlog']:,} due runs <= {CLAIM_FLAT:g}x "
+                f"at {rows[0]['backlog']:,}",
+                f"{rows[0]['claim_ms']} ms, {rows[-1]['claim_ms']} ms ({claimed['ratio']}x)",
+                claimed["ratio"] <= CLAIM_FLAT,
+            )
+        )
     memory = result.get("memory")
     if memory:
         first, last = memory["checkpoints"][0], memory["checkpoints"][-1]
@@ -73,6 +92,74 @@ def matching_targets(matching: dict[str, Any]) -> list[dict]:
             row["events_per_s"] >= MATCH_RATE,
         )
         for row in rows
+    ]
+
+
+def pace_targets(pace: dict[str, Any] | None) -> list[dict]:
+    if not pace:
+        return []
+    found = []
+    bare, webhook = pace["bare"]["per_s"], (pace["webhook"] or {}).get("per_s")
+    sqlite_best = max(
+        (r["per_s"] for r in pace["hookwise"].values() if r["store"] == "sqlite"), default=None
+    )
+    for label, result in pace["hookwise"].items():
+        ours = result["per_s"]
+        ratio, versus = _ratio(ours, bare) or 0.0, _ratio(ours, webhook)
+        target = f">= {SATURATION_BARE:g}x bare" + (
+            f", >= {SATURATION_WEBHOOK:g}x adnanh/webhook" if webhook else ""
+        )
+        met = ratio >= SATURATION_BARE and (versus is None or versus >= SATURATION_WEBHOOK)
+        measured = f"{ours:,.0f}/s: {ratio}x bare" + (f", {versus}x webhook" if webhook else "")
+        found.append(_target("e", label, target, measured, met))
+        if result["store"] != "sqlite" and sqlite_best:
+            share = _ratio(ours, sqlite_best) or 0.0
+            found.append(
+                _target(
+                    "e",
+                    label,
+                    f">= {SATURATION_POSTGRES:g}x SQLite's saturation",
+                    f"{share}x",
+                    share >= SATURATION_POSTGRES,
+                )
+            )
+        completion = result["completion_ratio"] or 0.0
+        found.append(
+            _target(
+                "e",
+                label,
+                f"runs completed >= {COMPLETION:g}x accepted, at saturation",
+                f"{completion}x ({result['completed_during']:,} of {result['accepted']:,})",
+                completion >= COMPLETION,
+            )
+        )
+        queue = result["backlog"]
+        limit = BACKLOG_GROWTH * queue["offered_per_s"]
+        deepest = max(queue["backlog_samples"], default=0)
+        found.append(
+            _target(
+                "e",
+                label,
+                f"backlog bounded at {queue['offered_per_s']:g}/s offered (grows < {limit:g}/s)",
+                f"grows {queue['backlog_growth_per_s']}/s, at most {deepest:,}",
+                queue["backlog_growth_per_s"] < limit,
+            )
+        )
+    return found
+
+
+def rule_memory_targets(memory: dict[str, Any] | None) -> list[dict]:
+    if not memory:
+        return []
+    per_rule = memory["bytes_per_rule"]
+    return [
+        _target(
+            "g",
+            f"{memory['rules']:,} rules",
+            f"<= {RULE_BYTES:,} bytes of RSS per loaded rule",
+            f"{per_rule:,} bytes",
+            per_rule <= RULE_BYTES,
+        )
     ]
 
 
@@ -122,6 +209,35 @@ def _latency_rows(result: dict[str, Any]) -> list[list[Any]]:
                 ]
             )
     return rows
+
+
+def _pace_table(pace: dict[str, Any]) -> str:
+    bare = pace["bare"]["per_s"]
+    endpoints = [("bare Starlette", pace["bare"])]
+    if pace["webhook"]:
+        endpoints.append(("adnanh/webhook", pace["webhook"]))
+    endpoints += [(f"hookwise, {label}", result) for label, result in pace["hookwise"].items()]
+    headers = ["endpoint", "req/s", "x bare", "p50 ms", "p99 ms", "CPU %", "completed x"]
+    headers += ["drain s", "backlog growth/s"]
+    rows = [
+        [
+            name,
+            f"{result['per_s']:,.0f}",
+            _ratio(result["per_s"], bare),
+            result["p50_ms"],
+            result["p99_ms"],
+            result["server_cpu_percent"],
+            result.get("completion_ratio"),
+            result.get("drain_seconds"),
+            result["backlog"]["backlog_growth_per_s"] if "backlog" in result else None,
+        ]
+        for name, result in endpoints
+    ]
+    title = (
+        f"\n(e) saturation: wrk, {pace['connections']} connections, {pace['seconds']:g} s each; "
+        f"backlog at {pace['rate']:g}/s offered"
+    )
+    return title + "\n" + table(headers, rows)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -189,6 +305,19 @@ def render(report: dict[str, Any]) -> str:
             for r in matching["results"]
         ]
         out.append(table(headers, rows))
+    if pace := report.get("pace"):
+        out.append(_pace_table(pace))
+    if rule_memory := report.get("rule_memory"):
+        out.append(
+            f"\n(g) RSS per loaded rule: {rule_memory['rss_few_mib']} MiB with few rules, "
+            f"{rule_memory['rss_many_mib']} MiB with {rule_memory['rules']:,} more: "
+            f"{rule_memory['bytes_per_rule']:,} bytes per rule"
+        )
+    for store, result in report["stores"].items():
+        if claimed := result.get("claims"):
+            out.append(f"\n(f) one claim of {claimed['limit']} runs, {store}")
+            rows = [[f"{r['backlog']:,}", r["claim_ms"]] for r in claimed["rows"]]
+            out.append(table(["runs due", "ms per claim"], rows))
     out.append("\nTargets")
     rows = [
         [t["section"], t["where"], t["target"], t["measured"], "met" if t["met"] else "MISSED"]

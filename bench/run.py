@@ -1,8 +1,9 @@
 """The benchmark's one command: `python -m bench.run [--quick] [--store ...]`.
 
-It runs the four sections of docs/performance.md, prints a table with each target
-next to its measured value, and writes everything to a JSON file. Sections (a), (b)
-and (d) run once per store; (c) needs no store and runs once.
+It runs the sections of docs/performance.md, prints a table with each target next to
+its measured value, and writes everything to a JSON file. Sections (a), (b), (d) and
+(f) run once per store; (e) runs the baselines once and hookwise on each store; (c)
+and (g) need no store of their own and run once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, latency, matching, memory, report, servers, stores, workload
+from bench import (
+    claims,
+    ingest,
+    latency,
+    matching,
+    memory,
+    pace,
+    report,
+    rule_memory,
+    servers,
+    stores,
+    workload,
+)
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 SERVER_RULES = 100  # besides the probe rule: rules the load is matched against and misses
@@ -42,7 +55,12 @@ class Settings:
     events: int = 1_000_000
     stream_events: int = 20_000
     stream_rate: float = 500.0
-    sections: str = "abcd"
+    pace_seconds: float = 10.0
+    pace_rate: float = 500.0
+    pace_workers: int = 1
+    backlogs: tuple[int, ...] = (100, 100_000)
+    rule_count: int = 10_000
+    sections: str = "abcdefg"
 
 
 HELP = {
@@ -56,6 +74,10 @@ HELP = {
     "events": "events in the store at the end of (d)",
     "stream_events": "deliveries over HTTP at each checkpoint of (d)",
     "stream_rate": "deliveries/s of those streams",
+    "pace_seconds": "seconds of wrk per endpoint, and of the open-loop phase, in (e)",
+    "pace_rate": "deliveries/s offered in the backlog phase of (e)",
+    "pace_workers": "worker processes of the second hookwise variant in (e)",
+    "rule_count": "rules loaded in (g)",
     "sections": "which sections to run, e.g. ac",
 }
 QUICK = {
@@ -69,6 +91,10 @@ QUICK = {
     "events": 2000,
     "stream_events": 200,
     "stream_rate": 200.0,
+    "pace_seconds": 1.0,
+    "pace_rate": 100.0,
+    "backlogs": (100, 2000),
+    "rule_count": 500,
 }
 
 
@@ -83,6 +109,7 @@ def parse(argv: list[str] | None) -> tuple[Settings, list[str], Path]:
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON file to write")
     parser.add_argument("--rules", help="comma-separated rule counts for (c)")
+    parser.add_argument("--backlogs", help="comma-separated due-run counts for (f)")
     for name, value in asdict(Settings()).items():
         if name in HELP:
             option = f"--{name.replace('_', '-')}"
@@ -94,6 +121,8 @@ def parse(argv: list[str] | None) -> tuple[Settings, list[str], Path]:
             setattr(settings, name, getattr(args, name))
     if args.rules:
         settings.rules = tuple(int(count) for count in args.rules.split(","))
+    if args.backlogs:
+        settings.backlogs = tuple(int(count) for count in args.backlogs.split(","))
     return settings, args.store or ["sqlite", stores.DEFAULT_POSTGRESQL], args.out
 
 
@@ -160,6 +189,9 @@ async def run_store(
                     settings.duration,
                     settings.probe_rate,
                 )
+    if "f" in settings.sections:
+        say(f"(f) claim cost with {', '.join(map(str, settings.backlogs))} runs due")
+        result["claims"] = await claims.run(store, folder, list(settings.backlogs))
     if "d" in settings.sections:
         say(f"(d) memory: {settings.events:,} events, {settings.stream_events:,} over HTTP each")
         with hookwise("memory") as (process, url):
@@ -196,7 +228,10 @@ async def run(settings: Settings, requested: list[str], folder: Path) -> dict[st
             found["skipped_stores"][url] = reason
         else:
             usable.append(url)
-    if usable and set(settings.sections) & set("abd"):
+    if "g" in settings.sections:
+        say(f"(g) memory per rule: {settings.rule_count:,} rules")
+        found["rule_memory"] = rule_memory.run(folder / "rule-memory", settings.rule_count)
+    if usable and set(settings.sections) & set("abdef"):
         with servers.helper("sink", folder) as sink:
             if "a" in settings.sections:
                 say(f"(a) bare Starlette endpoint: {settings.rate:g}/s")
@@ -205,6 +240,21 @@ async def run(settings: Settings, requested: list[str], folder: Path) -> dict[st
             for url in usable:
                 store_folder = folder / url.split(":")[0]
                 found["stores"][url] = await run_store(url, settings, store_folder, sink)
+            if "e" in settings.sections:
+                reason = pace.available()
+                if reason:
+                    say(f"(e) saturation: SKIPPED, {reason}")
+                    found["pace_skipped"] = reason
+                else:
+                    say(f"(e) saturation: wrk for {settings.pace_seconds:g} s per endpoint")
+                    found["pace"] = await pace.run(
+                        usable,
+                        folder,
+                        sink,
+                        settings.pace_seconds,
+                        settings.pace_rate,
+                        settings.pace_workers,
+                    )
     found["machine"] = machine(loadavg)
     found["seconds"] = round(time.monotonic() - started, 1)
     found["targets"] = [
@@ -212,6 +262,8 @@ async def run(settings: Settings, requested: list[str], folder: Path) -> dict[st
         for url, result in found["stores"].items()
         for target in report.store_targets(url, result, found["baseline"])
     ] + (report.matching_targets(found["matching"]) if "matching" in found else [])
+    found["targets"] += report.pace_targets(found.get("pace"))
+    found["targets"] += report.rule_memory_targets(found.get("rule_memory"))
     return found
 
 

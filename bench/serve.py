@@ -22,7 +22,10 @@ def serve(app: Starlette, port: int = 0) -> None:
     sock.listen(2048)
     bound = sock.getsockname()[1]
     print(f"listening on http://127.0.0.1:{bound}", file=sys.stderr, flush=True)
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    # h11 and uvloop, as `hookwise serve`: its connection deadlines are built on uvicorn's
+    # h11 protocol. With httptools the bare endpoint answers about twice as fast.
+    config = uvicorn.Config(
+        app, http="h11", loop="uvloop", log_level="warning", access_log=False, lifespan="on"
     )
+    server = uvicorn.Server(config)
     server.run(sockets=[sock])

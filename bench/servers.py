@@ -60,6 +60,7 @@ class Process:
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.source = "artifactory"  # the source the load is sent to
 
     def start(self, timeout: float = 60.0) -> Process:
         """Start, and return once the log announces the URL; fail with the log's tail."""
@@ -80,8 +81,8 @@ class Process:
 
     @property
     def hooks_url(self) -> str:
-        """Where the benchmark's Artifactory source receives deliveries."""
-        return f"{self.url}/hooks/artifactory"
+        """Where the source the load goes to receives deliveries."""
+        return f"{self.url}/hooks/{self.source}"
 
     @property
     def pid(self) -> int:

@@ -3,7 +3,8 @@
 It runs in its own process so that the load generator cannot delay the clock reading.
 Arrival times are `time.monotonic()`, which on Linux is one clock for every process,
 so they compare directly with the times the load generator notes for each 202.
-Run as `python -m bench.sink`; `GET /arrivals` returns `{event_id: monotonic seconds}`.
+Run as `python -m bench.sink`; `GET /arrivals` returns `{event_id: monotonic seconds}`
+and `GET /count` how many distinct events arrived, cheaply enough to poll under load.
 """
 
 from __future__ import annotations
@@ -30,9 +31,13 @@ def create_app() -> Starlette:
     async def listing(request: Request) -> JSONResponse:
         return JSONResponse(arrivals)
 
+    async def count(request: Request) -> JSONResponse:
+        return JSONResponse({"count": len(arrivals)})
+
     return Starlette(
         routes=[
             Route("/arrive", arrive, methods=["POST"]),
+            Route("/count", count, methods=["GET"]),
             Route("/arrivals", listing, methods=["GET"]),
         ]
     )

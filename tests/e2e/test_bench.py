@@ -22,6 +22,10 @@ TINY = {
     "--stream-events": "50",
     "--stream-rate": "100",
     "--match-seconds": "0.02",
+    "--pace-seconds": "1",
+    "--pace-rate": "50",
+    "--backlogs": "50,500",
+    "--rule-count": "500",
 }
 
 
@@ -38,7 +42,7 @@ def test_quick_run_reports_every_section_with_sane_values(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -86,7 +90,24 @@ def test_quick_run_reports_every_section_with_sane_values(tmp_path):
     }
     assert all(positive(r["events_per_s"], r["events"]) for r in rows)
 
-    assert {t["section"] for t in report["targets"]} == {"a", "b", "c", "d"}
+    # (e): both baselines and both ways of running hookwise; every run completed.
+    pace = report["pace"]
+    assert positive(pace["bare"]["per_s"], pace["webhook"]["per_s"]), "CI installs webhook"
+    assert list(pace["hookwise"]) == ["sqlite, runs in serve", "sqlite, 1 worker processes"]
+    for variant in pace["hookwise"].values():
+        assert positive(variant["accepted"], variant["per_s"], variant["end_to_end_per_s"])
+        assert variant["completed"] >= variant["accepted"], variant
+        assert variant["backlog"]["accepted"] == 50, variant["backlog"]
+
+    # (f): one claim timed at each backlog; (g): RSS read with few and many rules.
+    claims = result["claims"]
+    assert [row["backlog"] for row in claims["rows"]] == [50, 500]
+    assert all(positive(row["claim_ms"]) for row in claims["rows"])
+    rule_memory = report["rule_memory"]
+    assert rule_memory["rules"] == 500
+    assert rule_memory["rss_many_mib"] > rule_memory["rss_few_mib"] > 0
+
+    assert {t["section"] for t in report["targets"]} == set("abcdefg")
     assert all(isinstance(t["met"], bool) for t in report["targets"])
-    for heading in ("(a)", "(b)", "(c)", "(d)", "Targets"):
+    for heading in ("(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)", "Targets"):
         assert heading in done.stdout

@@ -11,6 +11,7 @@ import sys
 
 import click
 import uvicorn
+import uvloop
 
 from hookwise.cli.common import (
     config_option,
@@ -80,6 +81,7 @@ def serve(config_path: str, listen: str | None, workers: int | None) -> None:
         uvicorn.Config(
             app,
             http=protocol_for(service.config.server),
+            loop="uvloop",
             log_level="warning",
             access_log=False,
             lifespan="on",
@@ -110,7 +112,7 @@ def worker(config_path: str, wake_on_stdin: bool) -> None:
     log_to_stderr()
     service = service_for(config_path, strict=True)
     try:
-        asyncio.run(_work(service, wake_on_stdin))
+        uvloop.run(_work(service, wake_on_stdin))  # the loop `serve` runs on too
     except HookwiseError as exc:
         log.error("hookwise cannot start: %s", exc)
         sys.exit(1)
