@@ -46,7 +46,10 @@ def start(hookwise_factory, sink: Sink, **kwargs) -> Hookwise:
 
 
 def test_post_renders_templates_chains_steps_and_keeps_secrets_out(hookwise_factory, sink: Sink):
-    server = start(hookwise_factory, sink)
+    # At debug level the run's own log lines reach the process log too, masked there as well.
+    instance = hookwise_factory(post_rules(sink.url))
+    instance.env.update(DEPLOY_TOKEN="tok-123-secret", HOOKWISE_LOG_LEVEL="debug")
+    server = instance.start()
     event_id = server.post(PROMOTION).json()["event_id"]
     runs = server.wait_for_runs(event_id, {"succeeded", "dead"})
     assert runs[0]["status"] == "succeeded", runs

@@ -654,3 +654,9 @@ def test_a_check_across_fields_waits_for_a_templated_field_it_needs(tmp_path: Pa
     root = project(tmp_path, rules, extra="integrations:\n  docker: {}\n")
     result = invoke("check", cwd=root)
     assert result.returncode == 0, result.stderr  # known only once the event is there
+
+
+def test_an_unknown_log_level_is_refused_before_anything_starts(tmp_path: Path):
+    ran = invoke("worker", cwd=tmp_path, env={"HOOKWISE_LOG_LEVEL": "loud"})
+    assert ran.returncode == 2
+    assert "HOOKWISE_LOG_LEVEL='loud'; use one of debug, info, warning" in ran.stderr

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -53,8 +54,18 @@ def service_for(config_path: str, *, strict: bool = False) -> Hookwise:
     return loaded(lambda path: build_service(path, lenient=not strict), config_path)
 
 
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
 def log_to_stderr() -> None:
-    logs.configure(logging.INFO)
+    """INFO, or HOOKWISE_LOG_LEVEL (debug, info, warning): debug adds every run's log lines."""
+    wanted = os.environ.get("HOOKWISE_LOG_LEVEL", "info").strip().lower()
+    if wanted not in LOG_LEVELS:
+        click.echo(
+            f"error: HOOKWISE_LOG_LEVEL={wanted!r}; use one of {', '.join(LOG_LEVELS)}", err=True
+        )
+        sys.exit(2)
+    logs.configure(LOG_LEVELS[wanted])
 
 
 def registry_for(config_path: str) -> Registry:
