@@ -1,0 +1,270 @@
+"""git.commit against git's own smart-HTTP server (`git http-backend`) on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hookwise_git import CommitParams, GitSettings, git_commit
+from pydantic import SecretStr, ValidationError
+
+from hookwise.actions import ActionContext, ActionSpec
+from hookwise.egress import EgressPolicy
+from hookwise.errors import EgressDenied, PermanentFailure
+from hookwise.event import Event
+from hookwise.plugins import load_registry
+from tests.conftest import Hookwise, wait_until
+from tests.gitserver import TOKEN, GitServer
+
+DEPLOYMENT = """\
+# The web front end. Image bumped by hookwise.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web   # keep in sync with the service
+spec:
+  template:
+    spec:
+      containers:
+        - name: sidecar
+          image: "registry.example/proxy:2.1"
+        - name: app
+          image: "registry.example/web:1.4.1"  # the app
+          ports:
+            - containerPort: 8080
+"""
+VALUES = "image:\n  repository: registry.example/web\n  tag: 1.4.1 # bumped by CD\n"
+KUSTOMIZATION = "resources:\n- deployment.yaml\nimages:\n- name: web\n  newTag: 1.4.1\n"
+FILES = {
+    "apps/web/deployment.yaml": DEPLOYMENT,
+    "apps/web/values.yaml": VALUES,
+    "apps/web/kustomization.yaml": KUSTOMIZATION,
+    "VERSION": "web=1.4.1\n",
+}
+IMAGE_EDIT = {
+    "file": "apps/web/deployment.yaml",
+    "yaml_path": "spec.template.spec.containers[name=app].image",
+    "value": "registry.example/web:1.5.0",
+}
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def git(tmp_path: Path) -> Iterator[GitServer]:
+    server = GitServer(tmp_path / "repos")
+    server.root.mkdir()
+    server.create("deploy", FILES)
+    yield server
+    server.close()
+
+
+def context(key: str = "k" * 32, allow: tuple[str, ...] = ("127.0.0.1",), token: str = TOKEN):
+    event = Event("01EVENT", "artifactory", "artifactory", "docker", "promoted", None,
+                  time.time(), {}, {})  # fmt: skip
+    settings = GitSettings(token=SecretStr(token), author_name="CD Bot", author_email="cd@test")
+    return ActionContext(event, "bump-web", "bump", 1, key, EgressPolicy(allow), settings=settings)
+
+
+def params(git: GitServer, *edits: dict, **extra) -> CommitParams:
+    return CommitParams.model_validate(
+        {"repository": f"{git.url}/deploy.git", "edits": list(edits or [IMAGE_EDIT]),
+         "message": "Deploy web 1.5.0", **extra}
+    )  # fmt: skip
+
+
+def test_the_action_is_registered_with_its_integration():
+    registry = load_registry()
+    spec: ActionSpec = registry.actions["git.commit"]
+    assert spec.params is CommitParams and spec.integration == "git"
+    assert registry.integrations["git"].settings is GitSettings
+
+
+def test_a_commit_changes_only_the_value_and_names_the_event_and_run(git: GitServer):
+    output = git_commit(params(git), context())
+    assert output["changed"] and output["attempts"] == 1 and not output["already_committed"]
+    assert output["edited"] == [
+        "apps/web/deployment.yaml: spec.template.spec.containers[name=app].image"
+    ]
+    # Comments, quoting, order and layout stay: the one value changed.
+    assert git.show("deploy", "apps/web/deployment.yaml") == DEPLOYMENT.replace(
+        "registry.example/web:1.4.1", "registry.example/web:1.5.0"
+    )
+    assert git.commits("deploy") == ["Deploy web 1.5.0", "seed"]
+    message = git.message("deploy")
+    assert "Hookwise-Event: 01EVENT" in message and f"Hookwise-Run: {'k' * 32}" in message
+    head = git.message("deploy", "main").strip()
+    assert head.startswith("Deploy web 1.5.0")
+    author = git.log_format("deploy", "%an <%ae>")
+    assert author == "CD Bot <cd@test>"
+    assert output["sha"] == git.log_format("deploy", "%H")
+
+
+def test_helm_values_kustomize_images_and_regex_in_one_commit(git: GitServer):
+    edits = (
+        {"file": "apps/web/values.yaml", "yaml_path": "image.tag", "value": "1.5.0"},
+        {"file": "apps/web/kustomization.yaml", "kustomize_image": "web", "value": "1.5.0"},
+        {"file": "VERSION", "regex": r"^web=(\S+)$", "value": "1.5.0"},
+    )
+    output = git_commit(params(git, *edits), context())
+    assert len(output["edited"]) == 3
+    assert git.show("deploy", "apps/web/values.yaml") == VALUES.replace("1.4.1", "1.5.0")
+    assert git.show("deploy", "apps/web/kustomization.yaml") == KUSTOMIZATION.replace(
+        "1.4.1", "1.5.0"
+    )
+    assert git.show("deploy", "VERSION") == "web=1.5.0\n"
+    digest = "sha256:" + "ab" * 32
+    edit = {"file": "apps/web/kustomization.yaml", "kustomize_image": "web", "value": digest}
+    git_commit(params(git, edit), context(key="d" * 32))
+    assert f"  digest: {digest}\n" in git.show("deploy", "apps/web/kustomization.yaml")
+
+
+def test_a_value_already_in_place_commits_nothing(git: GitServer):
+    git_commit(params(git), context(key="a" * 32))
+    again = git_commit(params(git), context(key="b" * 32))
+    assert again["changed"] is False and again["already_committed"] is False
+    assert git.commits("deploy") == ["Deploy web 1.5.0", "seed"]
+    assert again["sha"] == git.log_format("deploy", "%H")
+
+
+def test_a_retry_after_a_crash_between_push_and_record_makes_no_second_commit(git: GitServer):
+    """The first attempt pushed, then its process died before hookwise recorded it: the
+    retry (same run, same idempotency key) finds its commit by the run's trailer, even
+    though another commit has landed on top since."""
+    first = git_commit(params(git), context(key="r" * 32))
+    git.commit_directly("deploy", "VERSION", "web=9.9.9\n")
+    retried = git_commit(params(git), context(key="r" * 32))
+    assert retried["already_committed"] is True and retried["changed"] is False
+    assert retried["sha"] == first["sha"]
+    assert git.commits("deploy") == ["other: VERSION", "Deploy web 1.5.0", "seed"]
+
+
+def test_a_push_race_is_won_by_fetching_and_reapplying(git: GitServer):
+    git.before_push = lambda: git.commit_directly("deploy", "VERSION", "web=1.4.2\n")
+    output = git_commit(params(git), context())
+    assert output["changed"] and output["attempts"] == 2
+    assert git.commits("deploy") == ["Deploy web 1.5.0", "other: VERSION", "seed"]
+    assert git.show("deploy", "VERSION") == "web=1.4.2\n"
+    assert "registry.example/web:1.5.0" in git.show("deploy", "apps/web/deployment.yaml")
+
+
+def test_refused_credentials_fail_for_good_without_showing_the_token(git: GitServer):
+    with pytest.raises(PermanentFailure) as caught:
+        git_commit(params(git), context(token="wrong-token-value"))
+    assert "refused the credentials" in str(caught.value)
+    assert "integrations.git.token" in str(caught.value)
+    assert "wrong-token-value" not in str(caught.value)
+    assert git.commits("deploy") == ["seed"]
+
+
+def test_a_protected_branch_refuses_the_push_and_says_so(git: GitServer):
+    git.protect("deploy", "main")
+    with pytest.raises(PermanentFailure) as caught:
+        git_commit(params(git), context())
+    message = str(caught.value)
+    assert "refused the push" in message and "main is a protected branch" in message
+    assert "git.pull_request" in message
+    assert git.commits("deploy") == ["seed"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ({**IMAGE_EDIT, "yaml_path": "spec.template.spec.containers[name=api].image"},
+         "no item with name=api at spec.template.spec.containers; there are: sidecar, app"),
+        ({**IMAGE_EDIT, "yaml_path": "spec.replicas"}, "no key 'replicas' there"),
+        ({**IMAGE_EDIT, "file": "apps/api/deployment.yaml"}, "no such file on the branch"),
+        ({**IMAGE_EDIT, "file": "../../etc/passwd"}, "the path leaves the repository"),
+        ({"file": "VERSION", "regex": "^api=(.*)$", "value": "2"}, "the regex matches nothing"),
+    ],
+)  # fmt: skip
+def test_an_edit_that_cannot_apply_fails_naming_file_and_path(git: GitServer, edit, expected):
+    with pytest.raises(PermanentFailure, match="edit ") as caught:
+        git_commit(params(git, edit), context())
+    assert expected in str(caught.value)
+    assert git.commits("deploy") == ["seed"]
+
+
+def test_the_egress_policy_applies_to_git(git: GitServer):
+    with pytest.raises(EgressDenied, match=r"not in egress\.allow"):
+        git_commit(params(git), context(allow=()))
+    assert git.requests == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"file": "a.yaml", "value": "1"}, "give exactly one of yaml_path, kustomize_image"),
+        ({"file": "a.yaml", "yaml_path": "a..b", "value": "1"}, "yaml_path 'a..b'"),
+        ({"file": "a", "regex": "(", "value": "1"}, "regex '(' is invalid"),
+    ],
+)  # fmt: skip
+def test_literal_mistakes_are_caught_when_rules_load(edit, message):
+    with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        CommitParams.model_validate({"repository": "https://git.example/r.git", "edits": [edit]})
+
+
+def test_a_promotion_commits_the_new_tag_through_a_real_serve(tmp_path: Path, git: GitServer):
+    rules = f"""\
+rules:
+  - name: gitops-web
+    when: {{source: artifactory, domain: docker, event_type: promoted}}
+    actions:
+      - id: bump
+        uses: git.commit
+        with:
+          repository: {git.url}/deploy.git
+          message: "Deploy {{{{ artifact.image }}}}:{{{{ artifact.tag }}}}"
+          edits:
+            - file: apps/web/values.yaml
+              yaml_path: image.tag
+              value: "{{{{ artifact.tag }}}}"
+"""
+    extra = "integrations:\n  git:\n    token: ${GIT_TOKEN}\n"
+    server = Hookwise(tmp_path / "hw", rules, extra=extra)
+    server.env["GIT_TOKEN"] = TOKEN
+    server.start()
+    try:
+        data = {"image_name": "web", "tag": "1.5.0", "repo_key": "docker-prod"}
+        body = {"domain": "docker", "event_type": "promoted", "data": data}
+        event_id = server.post(json.dumps(body).encode()).json()["event_id"]
+        [run] = server.wait_for_runs(event_id, {"succeeded", "dead"}, timeout=30)
+        assert run["status"] == "succeeded", run
+        assert run["output"]["bump"]["changed"] is True
+        wait_until(lambda: git.commits("deploy")[0].startswith("Deploy web:1.5.0"))
+        assert git.show("deploy", "apps/web/values.yaml") == VALUES.replace("1.4.1", "1.5.0")
+        assert f"Hookwise-Event: {event_id}" in git.message("deploy")
+        assert TOKEN not in json.dumps(server.event(event_id))
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("before", "path", "value", "after"),
+    [
+        ("a:\n  tag: 1.4.1   # pinned\n", "a.tag", "1.5.0", "a:\n  tag: 1.5.0   # pinned\n"),
+        ("tag: 'v1'\n", "tag", "it's", "tag: 'it''s'\n"),
+        ('tag: "v1"  # q\n', "tag", 'say "hi"', 'tag: "say \\"hi\\""  # q\n'),
+        ("image: {repo: web, tag: v1}\n", "image.tag", "v2", "image: {repo: web, tag: v2}\n"),
+        ("tags: [v1, v2]\n", "tags[1]", "v3", "tags: [v1, v3]\n"),
+        ("enabled: x\n", "enabled", "true", 'enabled: "true"\n'),
+        ("tag: x\n", "tag", "1.5", 'tag: "1.5"\n'),
+        ("tag: x\r\nother: y\r\n", "tag", "z", "tag: z\r\nother: y\r\n"),
+    ],
+)  # fmt: skip
+def test_a_yaml_value_is_replaced_where_it_stands(tmp_path: Path, before, path, value, after):
+    from hookwise_git.edits import Edit, apply
+
+    (tmp_path / "f.yaml").write_bytes(before.encode())
+    assert apply(tmp_path, Edit(file="f.yaml", yaml_path=path, value=value))
+    assert (tmp_path / "f.yaml").read_bytes().decode() == after
+
+
+def test_a_block_scalar_is_refused_rather_than_rewritten(tmp_path: Path):
+    from hookwise_git.edits import Edit, apply
+
+    (tmp_path / "f.yaml").write_text("script: |\n  echo 1\n")
+    with pytest.raises(PermanentFailure, match="block scalar"):
+        apply(tmp_path, Edit(file="f.yaml", yaml_path="script", value="echo 2"))
