@@ -483,6 +483,46 @@ def test_health_check_is_waited_for_and_an_unhealthy_version_rolls_back(lab: Lab
     assert serves(port, "hello v2")
 
 
+def test_a_probe_catches_a_broken_version_whose_image_has_no_health_check(lab: Lab):
+    """The images here are Podman imports without HEALTHCHECK, like OCI images Podman
+    builds: v4 runs but serves on 8081, which only a probe of 8080 notices."""
+    port = free_port()
+    run_v1(lab, port)
+    http_probe = {"http": {"port": 8080, "path": "/", "contains": "hello v2"}, "successes": 2,
+                  "interval": "0.2s"}  # fmt: skip
+    ctx = context(lab.settings())
+    docker_redeploy(redeploy_params(lab, "v2", probe=http_probe, timeout="20s"), ctx)
+    assert "helloworld passed its probe 2 time(s) in a row" in messages(ctx)
+    assert serves(port, "hello v2")
+
+    # Without a probe v4 would count as deployed: it keeps running.
+    for number, probe in enumerate(
+        [{"http": {"port": 8080}}, {"tcp": {"port": 8080}},
+         {"exec": ["/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]}]
+    ):  # fmt: skip
+        params = redeploy_params(lab, "v4", probe={**probe, "interval": "0.3s"}, timeout="4s")
+        with pytest.raises(PermanentFailure, match="its probe failed: ") as caught:
+            docker_redeploy(params, context(lab.settings(), f"{number}" * 32))
+        assert "rolled_back=true" in str(caught.value)
+        assert serves(port, "hello v2")
+    assert "GET http://127.0.0.1" in str(caught.value) or "exited with 1" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("probe", "message_part"),
+    [
+        ({"http": {"port": 8080}, "tcp": {"port": 8080}}, "exactly one of http, tcp or exec"),
+        ({}, "exactly one of http, tcp or exec"),
+        ({"http": {"port": 8080, "path": "healthz"}}, "should match pattern"),
+        ({"tcp": {"port": 70000}}, "less than or equal to 65535"),
+        ({"exec": []}, "at least 1 item"),
+    ],
+)
+def test_probe_mistakes_are_caught_when_rules_load(probe, message_part):
+    with pytest.raises(ValidationError, match=message_part):
+        RedeployParams.model_validate({"container": "c", "image": "r/i:1", "probe": probe})
+
+
 def test_redeploy_keeps_network_mounts_user_and_working_dir(lab: Lab, tmp_path: Path):
     client = lab.client()
     network = client.networks.create("hookwise-test-net")

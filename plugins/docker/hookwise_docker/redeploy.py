@@ -8,7 +8,8 @@ The procedure, in order (each step only once the one before succeeded):
 3. Stop the old container and rename it `<name>-previous-<short id>`: the name is free,
    and the old container is still there to go back to.
 4. Create and start the new container under the name, and wait until it runs, is not
-   restarting, and (with a health check) is healthy, within `timeout`.
+   restarting, (with a health check) is healthy, and (with a `probe`) passes its
+   probe, within `timeout`.
 5. Success: remove the old container (its volumes stay). Failure (create or start
    error, exit, restart loop, unhealthy, timeout): keep the new container's last log
    lines, remove it, rename the old one back and start it again if it was running, then
@@ -43,6 +44,7 @@ from requests import RequestException
 from hookwise.plugin import ActionContext, ActionError, Duration, PermanentFailure, RetryLater, mask
 from hookwise_docker.failures import classify, engine_message
 from hookwise_docker.keep import OWN_LABELS, apply_overrides, kept_settings
+from hookwise_docker.probe import Probe, run_probe
 from hookwise_docker.pull import image_reference, pull_image
 from hookwise_docker.settings import DockerSettings, connect
 
@@ -104,6 +106,12 @@ class RedeployParams(BaseModel):
         default="auto",
         description="Wait for `healthy`: true (a health check is required), false (never), "
         "auto (when the container or image has a health check).",
+    )
+    probe: Probe | None = Field(
+        default=None,
+        description="An HTTP, TCP or exec check of the new container, run once it is up "
+        "(and healthy) and before the old one is removed; failing, it rolls back. Use it "
+        "when the image may have no HEALTHCHECK (Podman's OCI images drop it).",
     )
     stable_for: Duration = Field(
         default=2.0,
@@ -444,7 +452,7 @@ class _Redeploy:
                 health = str((state.get("Health") or {}).get("Status") or "starting")
                 if health == "healthy":
                     self.log.info(f"{self.name} is healthy")
-                    return None
+                    return self._probe(new, deadline)
                 if health == "unhealthy":
                     return f"its health check failed: {_last_probe(state)}"
                 if nudge and now - last_nudge >= every:
@@ -454,7 +462,7 @@ class _Redeploy:
                 running_since = running_since or now
                 if now - running_since >= self.params.stable_for:
                     self.log.info(f"{self.name} is running")
-                    return None
+                    return self._probe(new, deadline)
             if now >= deadline:
                 what = f"healthy (health: {health})" if watch_health else "stably running"
                 if deadline == self.attempt_ends:
@@ -462,6 +470,11 @@ class _Redeploy:
                 return f"it did not become {what} within {self.params.timeout:g}s"
             time.sleep(POLL)
             new.reload()
+
+    def _probe(self, new: Container, deadline: float) -> str | None:
+        if self.params.probe is None:
+            return None
+        return run_probe(self.params.probe, new, deadline, self.log, self.name)
 
     def _is_podman(self) -> bool:
         components = self.client.version().get("Components") or []
