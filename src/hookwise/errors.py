@@ -11,8 +11,9 @@ HookwiseError
 ├── RenderError            a template failed, at run time (also a ValueError)
 ├── ActionError            an action did not succeed
 │   ├── RetryLater         transient: try again, optionally after `delay` seconds
-│   └── PermanentFailure   retrying cannot help (auth, validation, not found)
-│       └── ResponseTooLarge   a downstream's answer is over the limit
+│   ├── PermanentFailure   retrying cannot help (auth, validation, not found)
+│   │   └── ResponseTooLarge   a downstream's answer is over the limit
+│   └── SkipRun            nothing to do: the run ends `skipped` (a version policy said no)
 ├── EgressDenied           an outgoing request would reach a forbidden address
 │   └── RedirectRefused    a downstream answered with a redirect
 └── StoreError             the store cannot do what was asked
@@ -88,7 +89,7 @@ class RenderError(HookwiseError, ValueError):
 
 
 class ActionError(HookwiseError):
-    """Base for the two outcomes an action may signal explicitly."""
+    """Base for the outcomes an action may signal explicitly."""
 
 
 class RetryLater(ActionError):
@@ -97,6 +98,11 @@ class RetryLater(ActionError):
     def __init__(self, message: str, delay: float | None = None) -> None:
         super().__init__(message)
         self.delay = delay
+
+
+class SkipRun(ActionError):
+    """The action found nothing it should do, e.g. the tag is not newer than the one
+    deployed: the run ends `skipped` with this reason, neither failed nor retried."""
 
 
 class PermanentFailure(ActionError):

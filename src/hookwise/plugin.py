@@ -8,8 +8,9 @@ What is here, by what a plugin does:
 
 - declare hooks: `hookimpl`, and the specs they return: `ActionSpec`, `SourceKind`,
   `IntegrationSpec`;
-- act: `ActionContext` (with `RunLog`), the outcomes `RetryLater` and
-  `PermanentFailure`, `retry_after` for a Retry-After header, `Duration` for settings;
+- act: `ActionContext` (with `RunLog`), the outcomes `RetryLater`, `PermanentFailure`
+  and `SkipRun`, `retry_after` for a Retry-After header, `Duration` for settings;
+  `VersionPolicy` and `tag_of`, for deploy actions that take a `policy`;
 - talk to the outside, through the egress guard: `shared_client` (kept-alive
   connections, never closed by the caller), `guarded_client` and
   `guarded_sync_client` (httpx), `guard_session` (a requests session, for client
@@ -49,6 +50,7 @@ from hookwise.errors import (
     RequestError,
     ResponseTooLarge,
     RetryLater,
+    SkipRun,
     StoreError,
     UnknownSource,
     VerificationError,
@@ -70,6 +72,7 @@ from hookwise.signatures import (
 )
 from hookwise.sources import Delivery, SourceKind, TypeRule, parse_json, require_str
 from hookwise.validation import http_url
+from hookwise.versions import VersionPolicy, tag_of
 
 __all__ = [
     "ActionContext",
@@ -97,12 +100,14 @@ __all__ = [
     "ResponseTooLarge",
     "RetryLater",
     "RunLog",
+    "SkipRun",
     "SourceKind",
     "StoreError",
     "TokenAuth",
     "TypeRule",
     "UnknownSource",
     "VerificationError",
+    "VersionPolicy",
     "artifact",
     "check_token",
     "excerpt",
@@ -121,6 +126,7 @@ __all__ = [
     "same",
     "shared_client",
     "sign",
+    "tag_of",
     "token_headers",
     "unix_seconds",
 ]

@@ -21,7 +21,14 @@ from hookwise import clock, retry, secrets
 from hookwise.actions import ActionContext, ActionSpec, RunLog, action_label
 from hookwise.config import Config
 from hookwise.egress import EgressPolicy
-from hookwise.errors import EgressDenied, PermanentFailure, RenderError, RetryLater, StoreError
+from hookwise.errors import (
+    EgressDenied,
+    PermanentFailure,
+    RenderError,
+    RetryLater,
+    SkipRun,
+    StoreError,
+)
 from hookwise.event import Event
 from hookwise.flow.gates import Gates
 from hookwise.links import Links
@@ -45,7 +52,7 @@ RECORD_PATIENCE = 600.0
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # succeeded | retry | dead
+    status: str  # succeeded | retry | dead | skipped
     output: Any = None
     error: str | None = None
     delay: float | None = None
@@ -288,6 +295,8 @@ class Runner:
                 raise TimeoutError
             attempt = self.registry.invoke_action(spec, params, action_context)
             output = await asyncio.wait_for(attempt, remaining)
+        except SkipRun as exc:
+            return Outcome("skipped", error=str(exc))
         except (PermanentFailure, EgressDenied) as exc:
             return Outcome("dead", error=str(exc))
         except RetryLater as exc:
@@ -330,6 +339,9 @@ def _next(
         return Progress(
             RunStatus.RUNNING if step < len(calls) else RunStatus.SUCCEEDED, step, 0, outputs
         )
+    if outcome.status == "skipped":
+        reason = f"{label}: {record.error}"
+        return Progress(RunStatus.SKIPPED, state.step, number, outputs, reason)
     if outcome.status == "retry" and number < call.retry.attempts:
         wait = retry.delay(call.retry, number, outcome.delay)
         return Progress(
@@ -347,3 +359,5 @@ def _log_outcome(
         log.warning("%s failed, retrying in %.1fs: %s", where, wait, error)
     elif progress.status == RunStatus.DEAD:
         log.error("%s failed, run is dead: %s", where, error)
+    elif progress.status == RunStatus.SKIPPED:
+        log.info("%s: nothing to do, run skipped: %s", where, error)

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from hookwise.actions import ActionContext
 from hookwise.egress import EgressPolicy
-from hookwise.errors import PermanentFailure, RetryLater
+from hookwise.errors import PermanentFailure, RetryLater, SkipRun
 from hookwise.event import Event
 from hookwise.secrets import known, secret_values
 from tests.conftest import fixture_bytes, project, run_cli, wait_until
@@ -506,6 +506,22 @@ def test_a_probe_catches_a_broken_version_whose_image_has_no_health_check(lab: L
         assert "rolled_back=true" in str(caught.value)
         assert serves(port, "hello v2")
     assert "GET http://127.0.0.1" in str(caught.value) or "exited with 1" in str(caught.value)
+
+
+def test_a_policy_skips_a_tag_that_does_not_qualify_before_touching_anything(lab: Lab):
+    port = free_port()
+    v1 = run_v1(lab, port)
+    for policy, reason in [
+        ({"glob": "v[3-9]"}, "helloworld: v2 does not match the policy's glob v[3-9]"),
+        ({"semver": "major"}, "helloworld: v2 is not a semantic version (policy semver: major)"),
+    ]:
+        with pytest.raises(SkipRun) as caught:
+            docker_redeploy(redeploy_params(lab, "v2", policy=policy), context(lab.settings()))
+        assert str(caught.value) == reason
+    assert lab.client().containers.get("helloworld").id == v1.id
+    assert serves(port, "hello v1")
+    docker_redeploy(redeploy_params(lab, "v2", policy={"glob": "v[2-9]"}), context(lab.settings()))
+    assert serves(port, "hello v2")
 
 
 @pytest.mark.parametrize(

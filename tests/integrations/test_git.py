@@ -13,7 +13,7 @@ from pydantic import SecretStr, ValidationError
 
 from hookwise.actions import ActionContext, ActionSpec
 from hookwise.egress import EgressPolicy
-from hookwise.errors import EgressDenied, PermanentFailure
+from hookwise.errors import EgressDenied, PermanentFailure, SkipRun
 from hookwise.event import Event
 from hookwise.plugins import load_registry
 from tests.conftest import Hookwise, wait_until
@@ -268,3 +268,22 @@ def test_a_block_scalar_is_refused_rather_than_rewritten(tmp_path: Path):
     (tmp_path / "f.yaml").write_text("script: |\n  echo 1\n")
     with pytest.raises(PermanentFailure, match="block scalar"):
         apply(tmp_path, Edit(file="f.yaml", yaml_path="script", value="echo 2"))
+
+
+def test_a_policy_commits_newer_tags_only_and_skips_the_rest_saying_why(git: GitServer):
+    def edit(tag: str) -> dict:
+        image = f"registry.example/web:{tag}"
+        return {**IMAGE_EDIT, "value": image, "policy": {"semver": "minor"}}
+
+    older = params(git, edit("1.4.0"))
+    with pytest.raises(SkipRun) as caught:
+        git_commit(older, context(key="o" * 32))
+    assert str(caught.value) == (
+        "apps/web/deployment.yaml: spec.template.spec.containers[name=app].image: "
+        "1.4.0 is not newer than committed 1.4.1"
+    )
+    with pytest.raises(SkipRun, match=r"2\.0\.0 is a new major version; committed is 1\.4\.1"):
+        git_commit(params(git, edit("2.0.0")), context(key="m" * 32))
+    assert git.commits("deploy") == ["seed"]
+    assert git_commit(params(git, edit("1.5.0")), context(key="n" * 32))["changed"]
+    assert git.commits("deploy") == ["Deploy web 1.5.0", "seed"]

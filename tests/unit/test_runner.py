@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from hookwise import retry, runner
 from hookwise.errors import StoreError
-from hookwise.plugin import ActionContext, ActionSpec, hookimpl
+from hookwise.plugin import ActionContext, ActionSpec, SkipRun, hookimpl
 from tests.conftest import Reply, Sink
 from tests.inprocess import START, Harness
 
@@ -62,6 +62,11 @@ def flaky(params: Note, context: ActionContext) -> dict[str, Any]:
     return {"note": params.note}
 
 
+def older(params: Note, context: ActionContext) -> dict[str, Any]:
+    _seen(params, context)
+    raise SkipRun(f"web: {params.note} is not newer than running 1.5.2")
+
+
 async def slow(params: Note, context: ActionContext) -> dict[str, Any]:
     _seen(params, context)
     release = RELEASE.setdefault("slow", asyncio.Event())
@@ -76,6 +81,7 @@ def hookwise_actions() -> list[ActionSpec]:
         ActionSpec("testing.nan", Note, not_a_number),
         ActionSpec("testing.flaky", Note, flaky),
         ActionSpec("testing.slow", Note, slow),
+        ActionSpec("testing.older", Note, older),
     ]
 
 
@@ -406,6 +412,34 @@ rules:
     assert history(run) == [("testing.opaque#1", 1, "dead")]
     assert run["output"] == {}
     assert len(CALLS) == 1
+
+
+async def test_an_action_with_nothing_to_do_ends_the_run_skipped_saying_why(
+    harness_for: Make, testing_actions: str
+):
+    text = """
+rules:
+  - name: deploy
+    when: {source: artifactory}
+    actions:
+      - id: rollout
+        uses: testing.older
+        with: {note: "{{ data.tag }}"}
+        retry: {attempts: 3}
+      - uses: log
+        with: {message: never}
+"""
+    harness = await harness_for(text, testing_actions)
+    event = await harness.emit("docker", "pushed", {"tag": "1.4.0"})
+    await harness.drain()
+
+    run = await one_run(harness, event)
+    assert run["status"] == "skipped"
+    assert run["error"] == "rollout: web: 1.4.0 is not newer than running 1.5.2"
+    assert history(run) == [("rollout", 1, "skipped")]
+    assert len(CALLS) == 1, "a skipped run is not retried"
+    harness.advance(3600)
+    assert await harness.drain() == []
 
 
 async def test_output_with_nan_is_not_json_and_makes_the_run_dead(

@@ -41,7 +41,17 @@ from docker.models.containers import Container
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from requests import RequestException
 
-from hookwise.plugin import ActionContext, ActionError, Duration, PermanentFailure, RetryLater, mask
+from hookwise.plugin import (
+    ActionContext,
+    ActionError,
+    Duration,
+    PermanentFailure,
+    RetryLater,
+    SkipRun,
+    VersionPolicy,
+    mask,
+    tag_of,
+)
 from hookwise_docker.failures import classify, engine_message
 from hookwise_docker.keep import OWN_LABELS, apply_overrides, kept_settings
 from hookwise_docker.probe import Probe, run_probe
@@ -106,6 +116,11 @@ class RedeployParams(BaseModel):
         default="auto",
         description="Wait for `healthy`: true (a health check is required), false (never), "
         "auto (when the container or image has a health check).",
+    )
+    policy: VersionPolicy | None = Field(
+        default=None,
+        description="Redeploy only when the new tag qualifies against the running "
+        "container's (e.g. semver: minor); otherwise the run ends skipped, saying why.",
     )
     probe: Probe | None = Field(
         default=None,
@@ -245,6 +260,7 @@ class _Redeploy:
             )
             labels = old.attrs["Config"].get("Labels") or {}
             return self._output(old, labels.get(PREVIOUS_IMAGE_LABEL), old.attrs["Image"])
+        self._admit(old)
         pulled = pull_image(self.client, self.settings, self.params.image, None, self.context)
         if old is None:
             return self._create_first(pulled["id"])
@@ -470,6 +486,18 @@ class _Redeploy:
                 return f"it did not become {what} within {self.params.timeout:g}s"
             time.sleep(POLL)
             new.reload()
+
+    def _admit(self, old: Container | None) -> None:
+        """With a `policy`, end the run skipped unless the new tag qualifies against the
+        running container's, before anything is pulled or touched."""
+        policy = self.params.policy
+        if policy is None:
+            return
+        new = tag_of(self.params.image) or self.params.image
+        running = old.attrs["Config"].get("Image") if old is not None else None
+        refusal = policy.refusal(new, tag_of(running) if running else None, "running")
+        if refusal is not None:
+            raise SkipRun(f"{self.name}: {refusal}")
 
     def _probe(self, new: Container, deadline: float) -> str | None:
         if self.params.probe is None:

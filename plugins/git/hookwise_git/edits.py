@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
-from hookwise.plugin import PermanentFailure
+from hookwise.plugin import PermanentFailure, SkipRun, VersionPolicy, tag_of
 
 # `a.b[0].c[name=app].image`: keys, list indexes, and list items picked by a field.
 STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]|\[([^=\]]+)=([^\]]*)\]")
@@ -47,6 +47,11 @@ class Edit(BaseModel):
         "whole match) is replaced by `value` wherever it matches.",
     )
     value: str = Field(description="The new value, templated, e.g. {{ artifact.tag }}.")
+    policy: VersionPolicy | None = Field(
+        default=None,
+        description="Change the value only when the new tag qualifies against the one in "
+        "the file (e.g. semver: minor); otherwise the run ends skipped, saying why.",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> Edit:
@@ -114,6 +119,20 @@ def apply(root: Path, edit: Edit) -> bool:
     return True
 
 
+def _admit(edit: Edit, current: str | None) -> None:
+    """Raise SkipRun when the edit's policy refuses the new value over the current one.
+
+    Image references are compared by their tags: registry/web:1.5.0 against ...:1.4.1.
+    """
+    if edit.policy is None:
+        return
+    new = tag_of(edit.value) or edit.value
+    old = (tag_of(current) or current) if current is not None else None
+    refusal = edit.policy.refusal(new, old, "committed")
+    if refusal is not None:
+        raise SkipRun(f"{edit.describe()}: {refusal}")
+
+
 def _kustomize_steps(edit: Edit) -> list[str | int | tuple[str, str]]:
     field = "digest" if edit.value.startswith("sha256:") else "newTag"
     return ["images", ("name", edit.kustomize_image or ""), field]
@@ -121,8 +140,12 @@ def _kustomize_steps(edit: Edit) -> list[str | int | tuple[str, str]]:
 
 def _replace(text: str, edit: Edit) -> str:
     pattern = re.compile(edit.regex or "", re.MULTILINE)
-    if not pattern.search(text):
+    first = pattern.search(text)
+    if first is None:
         raise PermanentFailure(f"edit {edit.describe()}: the regex matches nothing in the file")
+    current = first.group(1) if pattern.groups else first.group(0)
+    if current != edit.value:
+        _admit(edit, current)
 
     def swap(found: re.Match[str]) -> str:
         if not found.re.groups:
@@ -145,6 +168,7 @@ def _set_yaml(text: str, steps: list[str | int | tuple[str, str]], edit: Edit) -
     parent, last = _walk(document, steps, edit)
     lines = text.splitlines(keepends=True)
     if isinstance(parent, dict) and last not in parent:
+        _admit(edit, None)
         return "".join(_insert(lines, parent, str(last), edit.value))
     current = parent[last]
     if isinstance(current, dict | list):
@@ -152,6 +176,7 @@ def _set_yaml(text: str, steps: list[str | int | tuple[str, str]], edit: Edit) -
         raise PermanentFailure(message)
     if current is not None and str(current) == edit.value:
         return text
+    _admit(edit, None if current is None else str(current))
     position = parent.lc.value if isinstance(parent, CommentedMap) else parent.lc.item
     line, column = position(last)
     row = lines[line]
