@@ -4,7 +4,9 @@
 CGI; this module runs it behind a small threaded WSGI server with HTTP basic auth.
 A push goes through `git receive-pack` in the bare repository, so its hooks run: a
 `pre-receive` hook is how a test makes a branch protected. `before_push` runs before
-a push is handed to git, which is how a test makes the branch move at the worst time.
+a push is handed to git, which is how a test makes the branch move at the worst time;
+`after_push` once git has taken it, which is how a test kills hookwise between its
+push landing and hookwise recording it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class GitServer:
         self.root = root
         self.requests: list[tuple[str, str]] = []
         self.before_push: Callable[[], None] | None = None
+        self.after_push: Callable[[], None] | None = None
         self.server = make_server("127.0.0.1", 0, self.app, _Server, _Quiet)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -113,7 +116,11 @@ class GitServer:
         if path.endswith("/git-receive-pack") and self.before_push is not None:
             hook, self.before_push = self.before_push, None
             hook()
-        return self._backend(environ, start, path, query, body)
+        answer = list(self._backend(environ, start, path, query, body))
+        if path.endswith("/git-receive-pack") and self.after_push is not None:
+            hook, self.after_push = self.after_push, None
+            hook()
+        return answer
 
     def _backend(
         self, environ: dict[str, Any], start: Callable[..., Any], path: str, query: str,

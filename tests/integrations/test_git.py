@@ -206,30 +206,40 @@ def test_literal_mistakes_are_caught_when_rules_load(edit, message):
         CommitParams.model_validate({"repository": "https://git.example/r.git", "edits": [edit]})
 
 
-def test_a_promotion_commits_the_new_tag_through_a_real_serve(tmp_path: Path, git: GitServer):
-    rules = f"""\
+GITOPS_RULES = """\
 rules:
   - name: gitops-web
-    when: {{source: artifactory, domain: docker, event_type: promoted}}
+    when: {source: artifactory, domain: docker, event_type: promoted}
     actions:
       - id: bump
         uses: git.commit
         with:
-          repository: {git.url}/deploy.git
-          message: "Deploy {{{{ artifact.image }}}}:{{{{ artifact.tag }}}}"
+          repository: GIT_URL/deploy.git
+          message: "Deploy {{ artifact.image }}:{{ artifact.tag }}"
           edits:
             - file: apps/web/values.yaml
               yaml_path: image.tag
-              value: "{{{{ artifact.tag }}}}"
+              value: "{{ artifact.tag }}"
 """
+
+
+def gitops_server(root: Path, git: GitServer, lease: str = "30s") -> Hookwise:
+    rules = GITOPS_RULES.replace("GIT_URL", git.url)
     extra = "integrations:\n  git:\n    token: ${GIT_TOKEN}\n"
-    server = Hookwise(tmp_path / "hw", rules, extra=extra)
+    server = Hookwise(root, rules, extra=extra, lease=lease)
     server.env["GIT_TOKEN"] = TOKEN
-    server.start()
+    return server
+
+
+def promotion(tag: str) -> bytes:
+    data = {"image_name": "web", "tag": tag, "repo_key": "docker-prod"}
+    return json.dumps({"domain": "docker", "event_type": "promoted", "data": data}).encode()
+
+
+def test_a_promotion_commits_the_new_tag_through_a_real_serve(tmp_path: Path, git: GitServer):
+    server = gitops_server(tmp_path / "hw", git).start()
     try:
-        data = {"image_name": "web", "tag": "1.5.0", "repo_key": "docker-prod"}
-        body = {"domain": "docker", "event_type": "promoted", "data": data}
-        event_id = server.post(json.dumps(body).encode()).json()["event_id"]
+        event_id = server.post(promotion("1.5.0")).json()["event_id"]
         [run] = server.wait_for_runs(event_id, {"succeeded", "dead"}, timeout=30)
         assert run["status"] == "succeeded", run
         assert run["output"]["bump"]["changed"] is True
@@ -287,3 +297,26 @@ def test_a_policy_commits_newer_tags_only_and_skips_the_rest_saying_why(git: Git
     assert git.commits("deploy") == ["seed"]
     assert git_commit(params(git, edit("1.5.0")), context(key="n" * 32))["changed"]
     assert git.commits("deploy") == ["Deploy web 1.5.0", "seed"]
+
+
+def test_serve_killed_after_its_push_landed_commits_once_after_restart(
+    tmp_path: Path, git: GitServer
+):
+    """SIGKILL between the push reaching the server and hookwise recording it: after a
+    restart the run is claimed again once its lease expires, finds its own commit by the
+    run trailer, and succeeds without a second commit."""
+    server = gitops_server(tmp_path / "hw", git, lease="2s").start()
+    git.after_push = server.kill
+    event_id = server.post(promotion("1.5.0")).json()["event_id"]
+    wait_until(lambda: server.process is not None and server.process.poll() is not None)
+    assert git.commits("deploy") == ["Deploy web:1.5.0", "seed"]
+
+    server.start()
+    try:
+        [run] = server.wait_for_runs(event_id, {"succeeded", "dead"}, timeout=30)
+        assert run["status"] == "succeeded", run
+        assert run["output"]["bump"]["already_committed"] is True
+        assert [h["status"] for h in run["history"]] == ["lost", "succeeded"]
+        assert git.commits("deploy") == ["Deploy web:1.5.0", "seed"]
+    finally:
+        server.stop()
