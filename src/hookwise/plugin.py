@@ -10,7 +10,8 @@ What is here, by what a plugin does:
   `IntegrationSpec`;
 - act: `ActionContext` (with `RunLog`), the outcomes `RetryLater`, `PermanentFailure`
   and `SkipRun`, `retry_after` for a Retry-After header, `Duration` for settings;
-  `VersionPolicy` and `tag_of`, for deploy actions that take a `policy`;
+  `VersionPolicy`, for deploy actions that take a `policy`; `IMAGE_REFERENCE` and
+  `tag_of`, to read image references;
 - talk to the outside, through the egress guard: `shared_client` (kept-alive
   connections, never closed by the caller), `guarded_client` and
   `guarded_sync_client` (httpx), `guard_session` (a requests session, for client
@@ -57,6 +58,7 @@ from hookwise.errors import (
 )
 from hookwise.event import Event, Incoming
 from hookwise.hookspecs import hookimpl
+from hookwise.images import IMAGE_REFERENCE, tag_of
 from hookwise.plugins import load_registry
 from hookwise.retry import retry_after
 from hookwise.secrets import excerpt, mask
@@ -72,9 +74,10 @@ from hookwise.signatures import (
 )
 from hookwise.sources import Delivery, SourceKind, TypeRule, parse_json, require_str
 from hookwise.validation import http_url
-from hookwise.versions import VersionPolicy, tag_of
+from hookwise.versions import VersionPolicy
 
 __all__ = [
+    "IMAGE_REFERENCE",
     "ActionContext",
     "ActionError",
     "ActionSpec",

@@ -134,11 +134,3 @@ class VersionPolicy(BaseModel):
         if self.semver == "patch" and incoming.core[:2] != running.core[:2]:
             return f"{new} is not a patch of {where} {current} (policy semver: patch)"
         return None
-
-
-def tag_of(image: str) -> str | None:
-    """The tag of an image reference (`registry:5000/app:1.5.0` -> 1.5.0); None for a
-    reference by digest only or without a tag."""
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return last.rsplit(":", 1)[1] if ":" in last else None

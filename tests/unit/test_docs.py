@@ -27,7 +27,17 @@ def test_hook_signature_is_documented(hook):
 
 @pytest.mark.parametrize(
     "page",
-    ["rules.md", "configuration.md", "sources.md", "integrations.md", "plugins.md", "api.md"],
+    [
+        "rules.md",
+        "configuration.md",
+        "sources.md",
+        "integrations.md",
+        "plugins.md",
+        "api.md",
+        "gitops.md",
+        "kubernetes.md",
+        "performance.md",
+    ],
 )
 def test_readme_links_every_doc_page(page):
     assert f"(docs/{page})" in (DOCS.parent / "README.md").read_text()

@@ -7,7 +7,8 @@ import itertools
 import pytest
 from pydantic import ValidationError
 
-from hookwise.versions import Version, VersionPolicy, tag_of
+from hookwise.images import tag_of
+from hookwise.versions import Version, VersionPolicy
 
 
 @pytest.mark.parametrize(
@@ -79,6 +80,7 @@ def test_policy_mistakes_are_caught_when_rules_load(policy, message):
         ("registry:5000/team/app", None),
         ("app@sha256:" + "a" * 64, None),
         ("app:1.5@sha256:" + "a" * 64, "1.5"),
+        ("not a reference:1", None),
     ],
 )
 def test_the_tag_of_an_image_reference(image, tag):

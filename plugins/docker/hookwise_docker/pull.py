@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,18 +10,9 @@ from docker.errors import DockerException, ImageNotFound
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from requests import RequestException
 
-from hookwise.plugin import ActionContext, PermanentFailure
+from hookwise.plugin import IMAGE_REFERENCE, ActionContext, PermanentFailure
 from hookwise_docker.failures import classify, classify_text
 from hookwise_docker.settings import HUB, DockerSettings, connect
-
-# The distribution project's reference grammar: [host[:port]/]path[:tag][@digest].
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"  # noqa: E501
-_REFERENCE = re.compile(
-    rf"^(?P<name>(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
-    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
-)
 
 
 @dataclass(frozen=True)
@@ -35,7 +25,7 @@ class Reference:
 
     @classmethod
     def parse(cls, text: str) -> Reference:
-        match = _REFERENCE.match(text)
+        match = IMAGE_REFERENCE.match(text)
         if match is None:
             raise ValueError(
                 f"{text!r} is not an image reference like registry.example.com:5000/app:1.2 "
