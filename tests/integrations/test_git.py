@@ -8,7 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hookwise_git import CommitParams, GitSettings, git_commit
+from hookwise_git import (
+    CommitParams,
+    GitSettings,
+    PullRequestParams,
+    git_commit,
+    git_pull_request,
+)
 from pydantic import SecretStr, ValidationError
 
 from hookwise.actions import ActionContext, ActionSpec
@@ -18,6 +24,7 @@ from hookwise.event import Event
 from hookwise.plugins import load_registry
 from tests.conftest import Hookwise, wait_until
 from tests.gitserver import TOKEN, GitServer
+from tests.standins.forges import ForgeStandin
 
 DEPLOYMENT = """\
 # The web front end. Image bumped by hookwise.
@@ -320,3 +327,83 @@ def test_serve_killed_after_its_push_landed_commits_once_after_restart(
         assert git.commits("deploy") == ["Deploy web:1.5.0", "seed"]
     finally:
         server.stop()
+
+
+# -- git.pull_request ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def forge() -> Iterator[ForgeStandin]:
+    server = ForgeStandin(["team/deploy"])
+    yield server
+    server.close()
+
+
+def proposing(git: GitServer, forge: ForgeStandin, kind: str, tag: str, key: str, **extra):
+    """The params and context of one git.pull_request run for `tag`."""
+    params = PullRequestParams.model_validate(
+        {"repository": f"{git.url}/deploy.git", "project": "team/deploy", "forge": kind,
+         "branch": "hookwise/web", "title": f"Deploy web {tag}", "body": f"web {tag}",
+         "message": f"Deploy web {tag}",
+         "edits": [{"file": "apps/web/values.yaml", "yaml_path": "image.tag", "value": tag}],
+         **extra}
+    )  # fmt: skip
+    ctx = context(key=key)
+    api = f"{forge.url}/github" if kind == "github" else f"{forge.url}/gitlab"
+    ctx.settings = ctx.settings.model_copy(update={"api_url": api})
+    return params, ctx
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_one_open_request_per_branch_opened_then_updated(git: GitServer, forge, kind):
+    first = git_pull_request(*proposing(git, forge, kind, "1.5.0", "a" * 32))
+    assert (first["number"], first["created"], first["updated"]) == (1, True, False)
+    assert first["url"].endswith("/1")
+    assert git.commits("deploy") == ["seed"], "the base branch is left alone"
+    assert git.commits("deploy", "hookwise/web") == ["Deploy web 1.5.0", "seed"]
+    assert "tag: 1.5.0 # bumped by CD" in git.show("deploy", "apps/web/values.yaml", "hookwise/web")
+
+    second = git_pull_request(*proposing(git, forge, kind, "1.6.0", "b" * 32))
+    assert (second["number"], second["created"], second["updated"]) == (1, False, True)
+    # The branch is rebuilt on the base: one commit, the newest value.
+    assert git.commits("deploy", "hookwise/web") == ["Deploy web 1.6.0", "seed"]
+    [request] = forge.pulls["team/deploy"]
+    assert request["title"] == "Deploy web 1.6.0"
+    assert request.get("body", request.get("description")) == "web 1.6.0"
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_a_retried_run_neither_pushes_again_nor_opens_a_second_request(git, forge, kind):
+    first = git_pull_request(*proposing(git, forge, kind, "1.5.0", "r" * 32))
+    pushes = [r for r in git.requests if r[1].startswith("/deploy.git/git-receive-pack")]
+    again = git_pull_request(*proposing(git, forge, kind, "1.5.0", "r" * 32))
+    assert again["sha"] == first["sha"] and again["number"] == first["number"] == 1
+    assert [r for r in git.requests if r[1].startswith("/deploy.git/git-receive-pack")] == pushes
+    assert len(forge.pulls["team/deploy"]) == 1
+
+
+def test_auto_merge_merges_and_nothing_to_change_opens_nothing(git: GitServer, forge):
+    merged = git_pull_request(*proposing(git, forge, "gitlab", "1.5.0", "m" * 32, auto_merge=True))
+    assert merged["merged"] is True
+    assert forge.pulls["team/deploy"][0]["state"] == "merged"
+    unchanged = git_pull_request(*proposing(git, forge, "github", "1.4.1", "n" * 32))
+    assert unchanged["changed"] is False and unchanged["number"] is None
+    assert forge.pulls["team/deploy"][1:] == []
+
+
+def test_a_forge_that_refuses_the_token_fails_for_good_saying_so(git: GitServer, forge):
+    params, ctx = proposing(git, forge, "github", "1.5.0", "t" * 32, project="team/other")
+    with pytest.raises(PermanentFailure, match="GitHub team/other: 404"):
+        git_pull_request(params, ctx)
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_both_forge_clients_go_through_the_egress_guard(git: GitServer, kind):
+    """The repository (127.0.0.1) is allowed, the forge (127.0.0.2) is not."""
+    elsewhere = ForgeStandin(["team/deploy"], host="127.0.0.2")
+    try:
+        with pytest.raises(EgressDenied):
+            git_pull_request(*proposing(git, elsewhere, kind, "1.5.0", "e" * 32))
+        assert elsewhere.requests == []
+    finally:
+        elsewhere.close()

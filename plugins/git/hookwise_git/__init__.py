@@ -1,4 +1,5 @@
-"""GitOps write-back for hookwise: `git.commit` edits files in a repository and pushes.
+"""GitOps write-back for hookwise: `git.commit` edits files in a repository and pushes;
+`git.pull_request` proposes the same edits as a GitHub pull or GitLab merge request.
 
 Settings (`integrations.git`): an HTTPS `token` and the `username` sent with it, the
 commit author, and a per-command `timeout`. Output of `git.commit`: `{"sha": "…",
@@ -17,9 +18,17 @@ from __future__ import annotations
 from hookwise.plugin import ActionSpec, IntegrationSpec, hookimpl
 from hookwise_git.commit import CommitParams, git_commit
 from hookwise_git.edits import Edit
+from hookwise_git.pull_request import PullRequestParams, git_pull_request
 from hookwise_git.settings import GitSettings
 
-__all__ = ["CommitParams", "Edit", "GitSettings", "git_commit"]
+__all__ = [
+    "CommitParams",
+    "Edit",
+    "GitSettings",
+    "PullRequestParams",
+    "git_commit",
+    "git_pull_request",
+]
 
 
 @hookimpl
@@ -37,5 +46,13 @@ def hookwise_actions() -> list[ActionSpec]:
             description="Edit files in a Git repository (YAML path, Helm values, Kustomize "
             "image, regex), commit and push; once per run.",
             integration="git",
-        )
+        ),
+        ActionSpec(
+            name="git.pull_request",
+            params=PullRequestParams,
+            run=git_pull_request,
+            description="The edits of git.commit on a branch, proposed as a GitHub pull "
+            "request or GitLab merge request; one open request per branch, updated after.",
+            integration="git",
+        ),
     ]

@@ -10,8 +10,10 @@ on top, up to `PUSH_ATTEMPTS` times.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +29,18 @@ HISTORY = 50  # commits searched for the run's trailer
 RUN_TRAILER = "Hookwise-Run"
 
 
-class CommitParams(BaseModel):
-    """`with:` of `git.commit`."""
+def usable_branch(branch: str) -> str:
+    if "{{" not in branch and (not branch or branch.startswith("-") or ".." in branch):
+        raise ValueError(f"branch {branch!r} is not a usable branch name")
+    return branch
+
+
+class ChangeParams(BaseModel):
+    """What `git.commit` and `git.pull_request` share: where, what, and the commit."""
 
     model_config = ConfigDict(extra="forbid")
 
     repository: str = Field(description="HTTPS (or HTTP) URL of the repository.")
-    branch: str = Field(default="main", description="The branch to commit to.")
     edits: list[Edit] = Field(min_length=1, description="The changes, applied in order.")
     message: str = Field(
         default="Deploy {{ artifact.image }}:{{ artifact.tag }}",
@@ -42,20 +49,30 @@ class CommitParams(BaseModel):
     author_name: str | None = Field(default=None, description="Default: integrations.git.")
     author_email: str | None = Field(default=None, description="Default: integrations.git.")
 
+
+class CommitParams(ChangeParams):
+    """`with:` of `git.commit`."""
+
+    branch: str = Field(default="main", description="The branch to commit to.")
+
     @field_validator("branch")
     @classmethod
     def _branch_name(cls, branch: str) -> str:
-        if "{{" not in branch and (not branch or branch.startswith("-") or ".." in branch):
-            raise ValueError(f"branch {branch!r} is not a usable branch name")
-        return branch
+        return usable_branch(branch)
 
 
 def git_commit(params: CommitParams, context: ActionContext) -> dict[str, Any]:
     settings: GitSettings = context.settings or GitSettings()
+    with worktree(params.repository, settings, context) as work:
+        return commit_edits(work, params, settings, context)
+
+
+@contextlib.contextmanager
+def worktree(repository: str, settings: GitSettings, context: ActionContext) -> Iterator[Worktree]:
+    """A clone's folder for one attempt, removed afterwards whatever happened."""
     folder = Path(tempfile.mkdtemp(prefix="hookwise-git-"))
     try:
-        work = Worktree(remote_for(params.repository, settings, context), folder)
-        return commit_edits(work, params, settings, context)
+        yield Worktree(remote_for(repository, settings, context), folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -95,10 +112,10 @@ def commit_edits(
     raise RetryLater(f"{branch} kept moving: {PUSH_ATTEMPTS} pushes were refused as out of date")
 
 
-def find_run(work: Worktree, key: str) -> str | None:
-    """The commit of this run among the branch's recent ones, if an attempt made one."""
+def find_run(work: Worktree, key: str, ref: str = "HEAD") -> str | None:
+    """The commit of this run among `ref`'s recent ones, if an attempt made one."""
     log = work.git(
-        "log", f"-{HISTORY}", f"--format=%H%x00%(trailers:key={RUN_TRAILER},valueonly)%x1e"
+        "log", f"-{HISTORY}", f"--format=%H%x00%(trailers:key={RUN_TRAILER},valueonly)%x1e", ref
     )
     for entry in log.stdout.split("\x1e"):
         sha, _, trailer = entry.strip().partition("\x00")
@@ -108,7 +125,7 @@ def find_run(work: Worktree, key: str) -> str | None:
 
 
 def make_commit(
-    work: Worktree, params: CommitParams, settings: GitSettings, context: ActionContext
+    work: Worktree, params: ChangeParams, settings: GitSettings, context: ActionContext
 ) -> str:
     name = params.author_name or settings.author_name
     email = params.author_email or settings.author_email

@@ -25,7 +25,15 @@ class GitSettings(BaseModel):
     )
     author_name: str = Field(default="hookwise", min_length=1)
     author_email: str = Field(default="hookwise@localhost", min_length=1)
-    timeout: Duration = Field(default=60.0, gt=0, description="Longest one git command may take.")
+    timeout: Duration = Field(
+        default=60.0, gt=0, description="Longest one git command or forge API call may take."
+    )
+    api_url: str | None = Field(
+        default=None,
+        description="git.pull_request: the forge's API, e.g. https://github.example.com/api/v3 "
+        "for GitHub Enterprise. Default: https://api.github.com, or the GitLab repository's "
+        "own host.",
+    )
 
     @field_validator("token")
     @classmethod
