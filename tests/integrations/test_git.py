@@ -407,3 +407,40 @@ def test_both_forge_clients_go_through_the_egress_guard(git: GitServer, kind):
         assert elsewhere.requests == []
     finally:
         elsewhere.close()
+
+
+def test_a_promotion_opens_a_pull_request_through_a_real_serve(
+    tmp_path: Path, git: GitServer, forge: ForgeStandin
+):
+    rules = f"""\
+rules:
+  - name: propose-web
+    when: {{source: artifactory, domain: docker, event_type: promoted}}
+    actions:
+      - id: propose
+        uses: git.pull_request
+        with:
+          forge: github
+          repository: {git.url}/deploy.git
+          project: team/deploy
+          branch: "hookwise/{{{{ artifact.image }}}}"
+          title: "Deploy {{{{ artifact.image }}}}:{{{{ artifact.tag }}}}"
+          edits:
+            - {{file: apps/web/values.yaml, yaml_path: image.tag, value: "{{{{ artifact.tag }}}}"}}
+"""
+    extra = f"integrations:\n  git:\n    token: ${{GIT_TOKEN}}\n    api_url: {forge.url}/github\n"
+    server = Hookwise(tmp_path / "hw", rules, extra=extra)
+    server.env["GIT_TOKEN"] = TOKEN
+    server.start()
+    try:
+        event_id = server.post(promotion("1.5.0")).json()["event_id"]
+        [run] = server.wait_for_runs(event_id, {"succeeded", "dead"}, timeout=30)
+        assert run["status"] == "succeeded", run
+        assert run["output"]["propose"]["created"] is True
+        [pull] = forge.pulls["team/deploy"]
+        assert (pull["title"], pull["head"]["ref"]) == ("Deploy web:1.5.0", "hookwise/web")
+        values = git.show("deploy", "apps/web/values.yaml", "hookwise/web")
+        assert values == VALUES.replace("1.4.1", "1.5.0")
+        assert git.commits("deploy") == ["seed"]
+    finally:
+        server.stop()
