@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +24,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 BACKEND = Path("/usr/lib/git-core/git-http-backend")
+SSHD = "/usr/sbin/sshd"
 USER = "x-access-token"
 TOKEN = "git-token-s3cret"
 
@@ -157,3 +159,44 @@ class GitServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class SshServer:
+    """OpenSSH's sshd on loopback, serving the bare repositories of a GitServer by path.
+
+    It runs as root (the tests' user under CI), with a fresh host key, one authorized
+    client key, and nothing else: no passwords, no PAM.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        for name in ("host", "client", "stranger"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                            str(folder / name)], check=True)  # fmt: skip
+        (folder / "authorized_keys").write_text((folder / "client.pub").read_text())
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        (folder / "sshd_config").write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host'}\n"
+            f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
+            f"StrictModes no\nUsePAM no\nPidFile {folder / 'sshd.pid'}\n"
+        )
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+        subprocess.run([SSHD, "-f", str(folder / "sshd_config"), "-E", str(folder / "log")],
+                       check=True)  # fmt: skip
+        host_key = " ".join((folder / "host.pub").read_text().split()[:2])
+        self.known_hosts = folder / "known_hosts"
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_key}\n")
+        self.key = folder / "client"
+        self.stranger = folder / "stranger"
+
+    def url(self, bare: Path) -> str:
+        return f"ssh://root@127.0.0.1:{self.port}{bare}"
+
+    def close(self) -> None:
+        pid = self.folder / "sshd.pid"
+        if pid.exists():
+            os.kill(int(pid.read_text()), 15)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from hookwise.errors import EgressDenied, PermanentFailure, SkipRun
 from hookwise.event import Event
 from hookwise.plugins import load_registry
 from tests.conftest import Hookwise, wait_until
-from tests.gitserver import TOKEN, GitServer
+from tests.gitserver import SSHD, TOKEN, GitServer, SshServer
 from tests.standins.forges import ForgeStandin
 
 DEPLOYMENT = """\
@@ -444,3 +445,50 @@ rules:
         assert git.commits("deploy") == ["seed"]
     finally:
         server.stop()
+
+
+# -- over SSH ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[SshServer]:
+    if os.getuid() != 0 or not Path(SSHD).exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the SSH tests: run as root with openssh-server installed")
+        pytest.skip("needs root and openssh-server (.ci/run installs it) to start sshd")
+    server = SshServer(tmp_path / "sshd")
+    yield server
+    server.close()
+
+
+def ssh_context(sshd: SshServer, key: Path | None = None, known: Path | None = None):
+    made = context()
+    made.settings = made.settings.model_copy(
+        update={"token": None, "ssh_key_file": str(key or sshd.key),
+                "known_hosts_file": str(known or sshd.known_hosts)}
+    )  # fmt: skip
+    return made
+
+
+def test_a_commit_over_ssh_with_the_configured_key(git: GitServer, sshd: SshServer):
+    url = sshd.url(git.root / "deploy.git")
+    output = git_commit(params(git, repository=url), ssh_context(sshd))
+    assert output["changed"] and git.commits("deploy") == ["Deploy web 1.5.0", "seed"]
+    assert git.requests == [], "nothing went over HTTP"
+
+
+def test_ssh_refuses_a_wrong_key_and_an_unknown_host_key_for_good(
+    git: GitServer, sshd: SshServer, tmp_path: Path
+):
+    url = sshd.url(git.root / "deploy.git")
+    with pytest.raises(PermanentFailure, match="the server refused the SSH key"):
+        git_commit(params(git, repository=url), ssh_context(sshd, key=sshd.stranger))
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(PermanentFailure, match="host key is not the one in"):
+        git_commit(params(git, repository=url), ssh_context(sshd, known=empty))
+    with pytest.raises(EgressDenied):
+        made = ssh_context(sshd)
+        made.egress = EgressPolicy()
+        git_commit(params(git, repository=url), made)
+    assert git.commits("deploy") == ["seed"]

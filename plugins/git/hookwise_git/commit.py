@@ -79,7 +79,8 @@ def worktree(repository: str, settings: GitSettings, context: ActionContext) -> 
 
 def remote_for(url: str, settings: GitSettings, context: ActionContext) -> Remote:
     token = settings.token.get_secret_value() if settings.token else None
-    return Remote(url, settings.username, token, context.egress, settings.timeout)
+    return Remote(url, settings.username, token, context.egress, settings.timeout,
+                  settings.ssh_key_file, settings.known_hosts_file)  # fmt: skip
 
 
 def commit_edits(

@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import re
+import shlex
 import socket
 import subprocess
 from dataclasses import dataclass, field
@@ -25,6 +27,9 @@ from hookwise.plugin import EgressDenied, EgressPolicy, PermanentFailure, RetryL
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>[^@/:\[\]]+):(?!//)(?P<path>.+)$")
+
+
 @dataclass
 class Remote:
     url: str
@@ -32,12 +37,56 @@ class Remote:
     token: str | None
     policy: EgressPolicy
     timeout: float
+    ssh_key: str | None = None
+    known_hosts: str | None = None
+
+    def ssh_target(self) -> tuple[str, int] | None:
+        """(host, port) for an SSH remote; None for HTTP(S)."""
+        if self.url.startswith("ssh://"):
+            parts = urlsplit(self.url)
+            if not parts.hostname:
+                raise PermanentFailure(f"repository {self.url!r}: no host")
+            return parts.hostname, parts.port or 22
+        if "://" not in self.url and (found := SCP_LIKE.match(self.url)):
+            return found["host"], 22
+        return None
+
+    def ssh_command(self, host: str, port: int) -> str:
+        """The ssh that git runs: our key and known hosts only, to the checked address."""
+        if not self.ssh_key or not self.known_hosts:
+            raise PermanentFailure(
+                f"repository {self.url}: an SSH remote needs integrations.git.ssh_key_file "
+                "and known_hosts_file"
+            )
+        for path in (self.ssh_key, self.known_hosts):
+            if not os.path.isfile(path):
+                raise PermanentFailure(f"integrations.git: {path} does not exist or is not a file")
+        address = _checked_address(host, port, self.policy).strip("[]")
+        alias = host if port == 22 else f"[{host}]:{port}"  # as ssh-keyscan -p writes it
+        options = {
+            "IdentitiesOnly": "yes",
+            "BatchMode": "yes",
+            "StrictHostKeyChecking": "yes",
+            "UserKnownHostsFile": self.known_hosts,
+            "HostKeyAlias": alias,
+            "HostName": address,
+            "ConnectTimeout": str(max(1, int(self.timeout))),
+        }
+        words = ["ssh", "-F", os.devnull, "-i", self.ssh_key]
+        for name, value in options.items():
+            words += ["-o", f"{name}={value}"]
+        return shlex.join(words)
 
     def settings(self) -> dict[str, str]:
         """Git configuration for every command, as GIT_CONFIG_* environment variables."""
+        if self.ssh_target() is not None:
+            return {"protocol.allow": "never", "protocol.ssh.allow": "always",
+                    "credential.helper": "", "core.askPass": ""}  # fmt: skip
         parts = urlsplit(self.url)
         if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-            raise PermanentFailure(f"repository {self.url!r}: only http:// and https:// URLs")
+            raise PermanentFailure(
+                f"repository {self.url!r}: use an https://, http:// or ssh:// URL, or git@host:path"
+            )
         if parts.username or parts.password:
             raise PermanentFailure(
                 "the repository URL carries credentials; put the token in integrations.git.token"
@@ -92,6 +141,8 @@ class Worktree:
             "LC_ALL": "C",
         }
         config = self.remote.settings()
+        if target := self.remote.ssh_target():
+            self.env["GIT_SSH_COMMAND"] = self.remote.ssh_command(*target)
         self.env["GIT_CONFIG_COUNT"] = str(len(config))
         for number, (key, value) in enumerate(config.items()):
             self.env[f"GIT_CONFIG_KEY_{number}"] = key
@@ -132,6 +183,16 @@ def classify(command: str, said: str, url: str) -> Exception:
     """A failed git command as a failure a person can act on: retry only what may pass."""
     lower = said.lower()
     where = f"git {command} {url}"
+    if "permission denied (publickey" in lower:
+        return PermanentFailure(
+            f"{where}: the server refused the SSH key; check integrations.git.ssh_key_file "
+            f"and that the key may write there ({said})"
+        )
+    if "host key verification failed" in lower:
+        return PermanentFailure(
+            f"{where}: the server's host key is not the one in integrations.git.known_hosts_file "
+            f"(or is missing there); add it, e.g. with ssh-keyscan ({said})"
+        )
     if "authentication failed" in lower or "could not read username" in lower or " 401" in lower:
         return PermanentFailure(
             f"{where}: the server refused the credentials; check integrations.git.token and "

@@ -23,6 +23,16 @@ class GitSettings(BaseModel):
         description="User name sent with the token: anything for GitHub, oauth2 for GitLab "
         "project and group tokens, your user for Gitea and Bitbucket.",
     )
+    ssh_key_file: str | None = Field(
+        default=None,
+        description="For ssh:// or git@host:path repositories: the private key (no "
+        "passphrase) hookwise authenticates with.",
+    )
+    known_hosts_file: str | None = Field(
+        default=None,
+        description="With ssh_key_file: the servers' host keys (ssh-keyscan output); an "
+        "unknown or changed host key fails the run.",
+    )
     author_name: str = Field(default="hookwise", min_length=1)
     author_email: str = Field(default="hookwise@localhost", min_length=1)
     timeout: Duration = Field(
