@@ -18,10 +18,11 @@ a qualifying tag is deployed.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hookwise.images import tag_of
 from hookwise.rules.globs import interned
 
 SEMVER = re.compile(
@@ -134,3 +135,21 @@ class VersionPolicy(BaseModel):
         if self.semver == "patch" and incoming.core[:2] != running.core[:2]:
             return f"{new} is not a patch of {where} {current} (policy semver: patch)"
         return None
+
+
+def policy_refusals(params: dict[str, Any], current: str | None) -> list[str] | None:
+    """What the `policy` in an action's rendered parameters says of `current`: the
+    refusals (empty: it acts), or None when there is no policy. Deploy actions carry it
+    beside `image` (docker.redeploy, kubernetes.rollout) or in each of `edits` beside
+    `value` (git.commit, git.pull_request)."""
+    found = [params] if "policy" in params else []
+    found += [e for e in params.get("edits") or [] if isinstance(e, dict) and "policy" in e]
+    judged = [(VersionPolicy.model_validate(p["policy"]), p.get("image") or p.get("value"))
+              for p in found if p.get("policy") is not None]  # fmt: skip
+    if not judged:
+        return None
+    old = (tag_of(current) or current) if current else None
+    refusals = [
+        policy.refusal(tag_of(str(new)) or str(new), old, "current") for policy, new in judged
+    ]
+    return [refusal for refusal in refusals if refusal is not None]

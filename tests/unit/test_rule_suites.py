@@ -221,3 +221,56 @@ def test_the_projects_own_example_rules_pass_their_suite():
     ran = invoke("test", cwd=here)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert ran.stdout.splitlines()[-1].endswith(" passed, 0 failed")
+
+
+GITOPS = """\
+rules:
+  - name: bump
+    when: {source: artifactory, domain: docker, event_type: pushed}
+    actions:
+      - id: commit
+        uses: git.commit
+        with:
+          repository: https://git.example.com/deploy.git
+          edits:
+            - file: values.yaml
+              yaml_path: image.tag
+              value: "{{ data.tag }}"
+              policy: {semver: minor}
+"""
+
+
+def test_a_case_shows_the_verdict_of_a_version_policy_against_a_current_value(tmp_path: Path):
+    root = project(tmp_path, GITOPS, extra="integrations:\n  git: {}\n")
+    suite(
+        root,
+        f"""\
+tests:
+  - name: a newer minor is committed
+    source: artifactory
+    body: '{pushed("1.6.0")}'
+    expect:
+      policy: {{bump: {{commit: {{current: "1.5.2", deploys: true}}}}}}
+  - name: an older tag is skipped
+    source: artifactory
+    body: '{pushed("1.4.0")}'
+    expect:
+      policy:
+        bump: {{commit: {{current: "registry/api:1.5.2", deploys: false, reason: "not newer"}}}}
+  - name: a wrong expectation fails saying why
+    source: artifactory
+    body: '{pushed("2.0.0")}'
+    expect:
+      policy: {{bump: {{commit: {{current: "1.5.2", deploys: true}}}}}}
+""",
+    )
+    ran = invoke("test", cwd=root)
+    assert ran.returncode == 1
+    assert ran.stdout.splitlines()[:2] == [
+        "ok    rules/tests/deploy.yaml:2  a newer minor is committed",
+        "ok    rules/tests/deploy.yaml:7  an older tag is skipped",
+    ]
+    assert (
+        "rule bump, commit: expected to deploy, but it is skipped: 2.0.0 is a new major "
+        "version; current is 1.5.2 (policy semver: minor)"
+    ) in ran.stdout

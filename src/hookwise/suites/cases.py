@@ -29,6 +29,7 @@ from hookwise.sources import Delivery
 from hookwise.store import FlowKeys, RunDetail, open_store
 from hookwise.suites import model
 from hookwise.validation import problems_from
+from hookwise.versions import policy_refusals
 from hookwise.yamlpos import Document, load_file
 
 # A case without `at` happens at this moment, so relative windows read the same each run.
@@ -187,7 +188,8 @@ def _compared(
 ) -> list[str]:
     by_rule = {verdict["rule"]: verdict for verdict in verdicts}
     failures = []
-    for rule in [*expect.match, *expect.no_match, *expect.miss, *expect.params, *expect.runs]:
+    named = [*expect.match, *expect.no_match, *expect.miss, *expect.params, *expect.runs]
+    for rule in [*named, *expect.policy]:
         if rule not in by_rule:
             failures.append(f"rule {rule}: no rule of that name is loaded")
     for rule in expect.match:
@@ -205,6 +207,29 @@ def _compared(
             failures.append(f"rule {rule}: expected to miss because of {reason!r}, but {got}")
     failures += _params(expect, by_rule)
     failures += _runs(expect, runs, keys)
+    failures += _policies(expect, by_rule)
+    return failures
+
+
+def _policies(expect: model.Expect, by_rule: dict[str, dict[str, Any]]) -> list[str]:
+    """Each expected verdict against the one the action's rendered `policy` gives."""
+    failures = []
+    for rule, labels in expect.policy.items():
+        actions = {a["action"]: a for a in (by_rule.get(rule) or {}).get("actions", [])}
+        for label, wanted in labels.items():
+            params = (actions.get(label) or {}).get("params")
+            if params is None:
+                failures.append(f"rule {rule}: no rendered action {label!r} to judge")
+                continue
+            refusals = policy_refusals(params, wanted.current)
+            if refusals is None:
+                failures.append(f"rule {rule}, {label}: the action has no policy")
+                continue
+            deploys, said = not refusals, "; ".join(refusals)
+            if deploys != wanted.deploys or (wanted.reason and wanted.reason not in said):
+                got = "deploys" if deploys else f"is skipped: {said}"
+                expected = "to deploy" if wanted.deploys else "a skip"
+                failures.append(f"rule {rule}, {label}: expected {expected}, but it {got}")
     return failures
 
 

@@ -53,6 +53,17 @@ class RunExpectation(Strict):
     )
 
 
+class PolicyExpectation(Strict):
+    """A version policy's verdict, given what the deploy target holds now."""
+
+    current: str | None = Field(
+        description="What the target runs or holds now: an image reference or a tag "
+        "(null: nothing yet)."
+    )
+    deploys: bool = Field(description="true: the action acts; false: the run is skipped.")
+    reason: str | None = Field(default=None, description="Part of the reason it is skipped.")
+
+
 class Expect(Strict):
     match: list[str] = Field(default_factory=list, description="Rules that must match.")
     no_match: list[str] = Field(default_factory=list, description="Rules that must not.")
@@ -67,6 +78,10 @@ class Expect(Strict):
         default_factory=dict, description="Rule → action label → part of the render error."
     )
     runs: dict[str, RunExpectation] = Field(default_factory=dict)
+    policy: dict[str, dict[str, PolicyExpectation]] = Field(
+        default_factory=dict,
+        description="Rule → action label → the verdict of the action's version policy.",
+    )
 
 
 class Case(Delivery):
