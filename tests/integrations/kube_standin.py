@@ -37,11 +37,13 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.standins.loopback import Loopback
 
 ADMIN_TOKEN = "kube-admin-token-1234"
 READER_TOKEN = "kube-reader-token-5678"
@@ -100,25 +102,9 @@ class KubeStandin:
         self.scripted: list[Scripted] = []
         self.version = 100
         self.lock = threading.Lock()
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                standin._handle(self, "GET")
-
-            def do_PATCH(self) -> None:
-                standin._handle(self, "PATCH")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        self.loopback = Loopback(lambda request: self._handle(request, request.command),
+                                 ["GET", "PATCH"])  # fmt: skip
+        self.url = self.loopback.url
 
     # -- scripting and inspection -------------------------------------------------------
 
@@ -191,8 +177,7 @@ class KubeStandin:
         return write_kubeconfig(path, self.url, token)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.close()
 
     # -- request handling ----------------------------------------------------------------
 

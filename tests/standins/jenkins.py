@@ -29,9 +29,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from tests.standins.loopback import Loopback
 
 CRUMB_FIELD = "Jenkins-Crumb"
 
@@ -80,25 +82,9 @@ class JenkinsStandin:
         self.failures: list[Failure] = []
         self.next_queue_id = 7
         self.lock = threading.Lock()
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                standin._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                standin._handle(self, "POST")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        self.loopback = Loopback(lambda request: self._handle(request, request.command),
+                                 ["GET", "POST"])  # fmt: skip
+        self.url = self.loopback.url + "/"
 
     # -- scripting and inspection -------------------------------------------------------
 
@@ -126,8 +112,7 @@ class JenkinsStandin:
         ]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.close()
 
     # -- request handling ----------------------------------------------------------------
 

@@ -36,9 +36,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.standins.loopback import Loopback
 
 API = "/rest/api/2"
 NOT_AUTHENTICATED = "You are not authenticated. Authentication required to perform this operation."
@@ -127,13 +129,9 @@ class JiraStandin:
         self.lock = threading.Lock()
         self.release = threading.Event()
         self._next_id = 10100
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        methods = ["GET", "POST", "PUT", "DELETE"]
+        self.loopback = Loopback(lambda request: self._serve(request, request.command), methods)
+        self.url = self.loopback.url
 
     # -- scripting and inspection ---------------------------------------------------
 
@@ -178,33 +176,9 @@ class JiraStandin:
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.close()
 
     # -- HTTP plumbing ------------------------------------------------------------
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                standin._serve(self, "GET")
-
-            def do_POST(self) -> None:
-                standin._serve(self, "POST")
-
-            def do_PUT(self) -> None:
-                standin._serve(self, "PUT")
-
-            def do_DELETE(self) -> None:
-                standin._serve(self, "DELETE")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
 
     def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         parts = urlsplit(handler.path)

@@ -35,9 +35,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from tests.standins.loopback import Loopback
 
 TOKEN = "xoxb-standin-0123456789-secret"
 WEBHOOK_PATH = "/services/T0STANDIN/B0STANDIN/standin-webhook-secret"
@@ -95,24 +97,10 @@ class SlackStandin:
         self.lock = threading.Lock()
         self.last_ts = 0.0
         self.release = threading.Event()
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                standin._handle(self)
-
-            do_GET = do_POST
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.loopback = Loopback(self._handle, ["GET", "POST"], http11=False)
+        self.url = self.loopback.url
         self.base_url = f"{self.url}/api/"
         self.webhook_url = f"{self.url}{WEBHOOK_PATH}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
 
     # -- scripting and inspection -----------------------------------------------------
 
@@ -141,8 +129,7 @@ class SlackStandin:
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.close()
 
     # -- HTTP ---------------------------------------------------------------------------
 

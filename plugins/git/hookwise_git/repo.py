@@ -102,9 +102,12 @@ class Remote:
             f"protocol.{parts.scheme}.allow": "always",
         }
         if self.token:
-            basic = base64.b64encode(f"{self.username}:{self.token}".encode()).decode()
-            config["http.extraHeader"] = f"Authorization: Basic {basic}"
+            config["http.extraHeader"] = f"Authorization: Basic {self.basic()}"
         return config
+
+    def basic(self) -> str:
+        """The token as HTTP basic credentials: a secret in that form too."""
+        return base64.b64encode(f"{self.username}:{self.token}".encode()).decode()
 
 
 def _checked_address(host: str, port: int, policy: EgressPolicy) -> str:
@@ -147,9 +150,8 @@ class Worktree:
         for number, (key, value) in enumerate(config.items()):
             self.env[f"GIT_CONFIG_KEY_{number}"] = key
             self.env[f"GIT_CONFIG_VALUE_{number}"] = value
-        self.secrets = [
-            s for s in (self.remote.token, config.get("http.extraHeader", "")[21:]) if s
-        ]
+        token = self.remote.token
+        self.secrets = [token, self.remote.basic()] if token else []
         self.tree = self.folder / "tree"
 
     def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

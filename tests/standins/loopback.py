@@ -1,0 +1,43 @@
+"""The HTTP server every stand-in runs on: threaded, on loopback, quiet, one handler.
+
+Each stand-in only decides what to answer; this module owns the socket, the thread and
+the shutdown, so they are written once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Handle = Callable[[BaseHTTPRequestHandler], None]
+
+
+class Loopback:
+    """Serves `methods` on `host`, any free port, handing each request to `handle`.
+
+    `http11`: keep connections alive, as the real services do; off, every answer
+    closes its connection (HTTP/1.0), as BaseHTTPRequestHandler does by default.
+    """
+
+    def __init__(
+        self, handle: Handle, methods: Iterable[str], host: str = "127.0.0.1", http11: bool = True
+    ) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        if http11:
+            Handler.protocol_version = "HTTP/1.1"
+        for method in methods:
+            setattr(Handler, f"do_{method}", lambda request: handle(request))
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://{host}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
