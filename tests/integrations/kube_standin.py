@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from tests.standins.loopback import Loopback
+from tests.standins.loopback import Loopback, send_json
 
 ADMIN_TOKEN = "kube-admin-token-1234"
 READER_TOKEN = "kube-reader-token-5678"
@@ -192,14 +192,7 @@ class KubeStandin:
         with self.lock:
             self.requests.append(Seen(method, handler.path, headers, body))
             status, answer, extra = self._answer(method, handler.path, headers, body)
-        data = json.dumps(answer).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        for key, value in extra.items():
-            handler.send_header(key, value)
-        handler.end_headers()
-        handler.wfile.write(data)
+        send_json(handler, status, answer, extra)
 
     def _answer(
         self, method: str, path: str, headers: dict[str, str], body: Any

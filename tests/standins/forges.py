@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.gitserver import TOKEN  # one token for the repository and its forge, as in life
-from tests.standins.loopback import Loopback
+from tests.standins.loopback import Loopback, send_json
 
 
 @dataclass
@@ -60,12 +60,7 @@ class ForgeStandin:
                 status, answer = self._gitlab(handler, parts.path[14:], query, body)
             else:
                 status, answer = 404, {"message": "Not Found"}
-        data = json.dumps(answer).encode()
-        handler.send_response(status)
-        handler.send_header("content-type", "application/json")
-        handler.send_header("content-length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        send_json(handler, status, answer)
 
     # -- GitHub ------------------------------------------------------------------------
 

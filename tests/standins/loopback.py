@@ -6,6 +6,7 @@ the shutdown, so they are written once.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,3 +42,17 @@ class Loopback:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def send_json(
+    handler: BaseHTTPRequestHandler, status: int, answer: Any, headers: dict[str, str] | None = None
+) -> None:
+    """Answer with `answer` as JSON, a Content-Length, and any extra `headers`."""
+    data = json.dumps(answer).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.end_headers()
+    handler.wfile.write(data)
