@@ -12,10 +12,11 @@ What is here, by what a plugin does:
   and `SkipRun`, `retry_after` for a Retry-After header, `Duration` for settings;
   `VersionPolicy`, for deploy actions that take a `policy`; `IMAGE_REFERENCE` and
   `tag_of`, to read image references;
-- talk to the outside, through the egress guard: `shared_client` (kept-alive
-  connections, never closed by the caller), `guarded_client` and
-  `guarded_sync_client` (httpx), `guard_session` (a requests session, for client
-  libraries built on it), `GuardedWebClient` and `GuardedWebhookClient` (slack-sdk);
+- talk to the outside, through the egress guard: `shared_session` (aiohttp, kept-alive
+  connections, never closed by the caller; the fast path) with `read_bounded` for the
+  answer's body, `guarded_client` and `guarded_sync_client` (httpx), `guard_session`
+  (a requests session, for client libraries built on it), `GuardedWebClient` and
+  `GuardedWebhookClient` (slack-sdk);
 - receive: `Delivery`, `Incoming`, `Event`, `parse_json`, `require_str`, `TypeRule`,
   and the checks of `signatures`: `TokenAuth`, `check_token`, `token_headers`,
   `require_credential`, `not_empty`, `same`, `sign`, `unix_seconds`;
@@ -34,7 +35,8 @@ from hookwise.egress import (
     guard_session,
     guarded_client,
     guarded_sync_client,
-    shared_client,
+    read_bounded,
+    shared_session,
 )
 from hookwise.errors import (
     ActionError,
@@ -123,11 +125,12 @@ __all__ = [
     "mask",
     "not_empty",
     "parse_json",
+    "read_bounded",
     "require_credential",
     "require_str",
     "retry_after",
     "same",
-    "shared_client",
+    "shared_session",
     "sign",
     "tag_of",
     "token_headers",

@@ -213,7 +213,7 @@ class Hookwise:
         if self.processes is not None:
             await self.processes.stop()
         await self.registry.shutdown(self.config)
-        await egress.shared_async.aclose()
+        await egress.shared_sessions.aclose()
         await self.close()
         log.info("hookwise stopped")
 

@@ -345,7 +345,7 @@ async def _keepalive_server(connections: list[int]) -> asyncio.Server:
 
 @pytest.mark.anyio
 async def test_http_post_reuses_one_connection_across_runs():
-    from hookwise.egress import shared_async
+    from hookwise.egress import shared_sessions
 
     connections: list[int] = []
     server = await _keepalive_server(connections)
@@ -361,7 +361,7 @@ async def test_http_post_reuses_one_connection_across_runs():
         with pytest.raises(EgressDenied):
             await http_post(params, context([]))
     finally:
-        await shared_async.aclose()
+        await shared_sessions.aclose()
         await asyncio.sleep(0.05)  # the server sees the connections close
         server.close()
         await server.wait_closed()

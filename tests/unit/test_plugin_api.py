@@ -46,8 +46,8 @@ def test_the_api_exports_what_it_lists():
     # Enough to write an action, a source and an integration without reaching elsewhere.
     needed = {"hookimpl", "ActionSpec", "ActionContext", "SourceKind", "IntegrationSpec",
               "Delivery", "Incoming", "Event", "RetryLater", "PermanentFailure",
-              "guarded_client", "shared_client", "guard_session", "retry_after", "Duration",
-              "mask"}  # fmt: skip
+              "guarded_client", "shared_session", "read_bounded", "guard_session",
+              "retry_after", "Duration", "mask"}  # fmt: skip
     assert needed <= set(hookwise.plugin.__all__)
 
 

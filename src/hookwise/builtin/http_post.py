@@ -5,12 +5,12 @@ from __future__ import annotations
 import json as jsonlib
 from typing import Any
 
-import httpx
+import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hookwise.actions import ActionContext, ActionSpec
 from hookwise.durations import Duration
-from hookwise.egress import shared_client
+from hookwise.egress import read_bounded, shared_session
 from hookwise.errors import PermanentFailure, RetryLater
 from hookwise.hookspecs import hookimpl
 from hookwise.retry import retry_after
@@ -44,54 +44,63 @@ class HttpPostParams(BaseModel):
 
 async def http_post(params: HttpPostParams, context: ActionContext) -> dict[str, Any]:
     headers = {"Idempotency-Key": context.idempotency_key, **params.headers}
-    content = params.body.encode() if params.body is not None else None
-    client = shared_client(context.egress)
+    data = _payload(params, headers)
+    session = shared_session(context.egress)
+    timeout = aiohttp.ClientTimeout(total=params.timeout)
     try:
-        request = client.build_request(
-            "POST",
-            params.url,
-            json=params.json_body,
-            content=content,
-            headers=headers,
-            timeout=params.timeout,
-        )
-        response = await client.send(request, stream=True)
-        try:
-            kept = await _read_start(response)
-        finally:
-            await response.aclose()
-    except httpx.TimeoutException as exc:
+        async with session.post(
+            params.url, data=data, headers=headers, timeout=timeout, allow_redirects=False
+        ) as response:
+            kept = await read_bounded(response, MAX_BODY_KEPT)
+    except TimeoutError as exc:
         raise RetryLater(f"POST {params.url} timed out after {params.timeout:g}s") from exc
-    except httpx.TransportError as exc:
-        raise RetryLater(f"POST {params.url} failed to connect: {exc}") from exc
-    context.log.info(f"POST {params.url} -> {response.status_code}")
+    except (aiohttp.InvalidURL, ValueError) as exc:
+        raise PermanentFailure(f"POST {params.url} cannot be sent: {exc}") from exc
+    except aiohttp.ClientError as exc:
+        raise RetryLater(f"POST {params.url} failed: {exc or type(exc).__name__}") from exc
+    context.log.info(f"POST {params.url} -> {response.status}")
     return _outcome(params.url, response, kept)
 
 
-async def _read_start(response: httpx.Response) -> bytes:
-    """At most MAX_BODY_KEPT bytes of the answer: a downstream decides its size, not us."""
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_BODY_KEPT:
-            break
-    return b"".join(chunks)[:MAX_BODY_KEPT]
+def _payload(params: HttpPostParams, headers: dict[str, str]) -> bytes | None:
+    """The bytes to send; JSON as compact UTF-8, with its content type unless one is given."""
+    if params.body is not None:
+        return params.body.encode()
+    if params.json_body is None:
+        return None
+    if not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = "application/json"
+    try:
+        text = jsonlib.dumps(
+            params.json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
+    except ValueError as exc:
+        raise PermanentFailure(f"`json` cannot be sent as JSON: {exc}") from exc
+    return text.encode()
 
 
-def _outcome(url: str, response: httpx.Response, kept: bytes) -> dict[str, Any]:
-    status = response.status_code
-    text = kept.decode(response.encoding or "utf-8", errors="replace")
+def _outcome(url: str, response: aiohttp.ClientResponse, kept: bytes) -> dict[str, Any]:
+    status = response.status
+    text = kept.decode(response.charset or "utf-8", errors="replace")
     summary = f"POST {url} answered {status}: {excerpt(text, 300)}"
     if status == 429 or status >= 500:
-        raise RetryLater(summary, delay=retry_after(response.headers.get("retry-after")))
+        raise RetryLater(summary, delay=retry_after(response.headers.get("Retry-After")))
     if status >= 400:
         raise PermanentFailure(summary)
-    return {"status": status, "headers": dict(response.headers), "body": _body(response, text)}
+    return {"status": status, "headers": _headers(response), "body": _body(response, text)}
 
 
-def _body(response: httpx.Response, text: str) -> Any:
-    if response.headers.get("content-type", "").startswith("application/json"):
+def _headers(response: aiohttp.ClientResponse) -> dict[str, str]:
+    """Lower-case names, repeated ones joined; once the body is decoded here, the headers
+    that described it as it was sent no longer apply."""
+    names = {name.lower() for name in response.headers}
+    if response.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        names -= {"content-encoding", "content-length"}
+    return {name: ", ".join(response.headers.getall(name)) for name in sorted(names)}
+
+
+def _body(response: aiohttp.ClientResponse, text: str) -> Any:
+    if response.content_type == "application/json":
         try:
             return jsonlib.loads(text)
         except ValueError:

@@ -17,14 +17,16 @@ guard works where the connection is made, not where a URL is looked at:
 
 - the body of an answer is decoded here and read up to a limit, however it is encoded.
 
-Async code uses `shared_client` (kept-alive connections) or `guarded_client`; threads
-use `shared_sync_client` or `guarded_sync_client`. Client libraries
-get the same guard, handed their own session or transport (`libraries`).
+Async code uses `shared_session` (aiohttp, kept-alive connections; the fast path) or
+`guarded_client` (httpx); threads use `shared_sync_client` or `guarded_sync_client`.
+Client libraries get the same guard, handed their own session or transport
+(`libraries`).
 
 - `policy`: which addresses may be reached;
 - `connect`: the connect-time check, for async code and for threads;
 - `answers`: what an answer may do (redirects refused, body bounded);
 - `transports`: the httpx transports and clients, and the shared ones;
+- `sessions`: aiohttp sessions with the same guard, and the shared ones;
 - `libraries`: the guard for requests-based libraries and for slack-sdk.
 """
 
@@ -37,14 +39,18 @@ from hookwise.egress.libraries import (
     guard_session,
 )
 from hookwise.egress.policy import EgressPolicy
+from hookwise.egress.sessions import (
+    guarded_session,
+    read_bounded,
+    shared_session,
+    shared_sessions,
+)
 from hookwise.egress.transports import (
     GuardedSyncTransport,
     GuardedTransport,
     guarded_client,
     guarded_sync_client,
     shared,
-    shared_async,
-    shared_client,
     shared_sync_client,
 )
 
@@ -60,8 +66,10 @@ __all__ = [
     "GuardedWebhookClient",
     "guard_session",
     "guarded_client",
+    "guarded_session",
     "guarded_sync_client",
-    "shared_async",
-    "shared_client",
+    "read_bounded",
+    "shared_session",
+    "shared_sessions",
     "shared_sync_client",
 ]

@@ -44,37 +44,52 @@ def shown(url: httpx.URL | str) -> str:
 
 
 def refuse_redirect(request: httpx.Request, response: httpx.Response) -> None:
-    target = response.headers.get("location")
-    if response.status_code not in REDIRECTS or target is None:
-        return
+    refusal = redirect_refusal(
+        request.method, request.url, response.status_code, response.headers.get("location")
+    )
+    if refusal is not None:
+        raise refusal
+
+
+def redirect_refusal(
+    method: str, url: str | httpx.URL, status: int, target: str | None
+) -> RedirectRefused | None:
+    """The error for an answer that redirects, naming status and target; None otherwise."""
+    if status not in REDIRECTS or target is None:
+        return None
     try:
-        absolute = request.url.join(target)
+        absolute = httpx.URL(str(url)).join(target)
         # Another host's path may echo ours, and ours may be a secret (a webhook URL).
         where = shown(absolute)
-        if origin_of(absolute) != origin_of(request.url):
+        if origin_of(absolute) != origin_of(url):
             scheme, host, port = origin_of(absolute)
             where = f"{scheme}://{host}:{port}/…"
     except (httpx.InvalidURL, UnicodeError, ValueError):
         where = "a Location that is not a URL"
-    raise RedirectRefused(
-        f"{request.method} {shown(request.url)} answered {response.status_code}, a redirect "
+    return RedirectRefused(
+        f"{method} {shown(url)} answered {status}, a redirect "
         f"to {where}; redirects are never followed: use the final URL"
     )
 
 
 def _decoder(request: httpx.Request, response: httpx.Response) -> zlib._Decompress | None:
-    coding = response.headers.get("content-encoding", "").strip().lower()
+    return decoder_for(request.method, request.url, response.headers.get("content-encoding", ""))
+
+
+def decoder_for(method: str, url: str | httpx.URL, coding: str) -> zlib._Decompress | None:
+    """What decodes a body sent with this content-encoding; None for identity."""
+    coding = coding.strip().lower()
     if coding in ("", "identity"):
         return None
     if coding not in WBITS:
         raise PermanentFailure(
-            f"{request.method} {shown(request.url)} answered with content-encoding "
+            f"{method} {shown(url)} answered with content-encoding "
             f"{coding[:40]!r}; hookwise reads identity, gzip or deflate, one layer"
         )
     return zlib.decompressobj(WBITS[coding])
 
 
-def _pieces(decoder: zlib._Decompress | None, chunk: bytes) -> Iterator[bytes]:
+def decoded_pieces(decoder: zlib._Decompress | None, chunk: bytes) -> Iterator[bytes]:
     """What one network chunk decodes to, a step at a time."""
     if decoder is None:
         yield chunk
@@ -108,7 +123,7 @@ class _Bounded(httpx.SyncByteStream):
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self.raw:
-            for piece in _pieces(self.decoder, chunk):
+            for piece in decoded_pieces(self.decoder, chunk):
                 yield self.counter.add(piece)
 
     def close(self) -> None:
@@ -122,7 +137,7 @@ class _AsyncBounded(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for chunk in self.raw:
-            for piece in _pieces(self.decoder, chunk):
+            for piece in decoded_pieces(self.decoder, chunk):
                 yield self.counter.add(piece)
 
     async def aclose(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import http.cookiejar
 import ssl
@@ -27,7 +26,7 @@ from hookwise.errors import EgressDenied
 
 
 @functools.cache
-def _tls() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     """One context per process: building one loads the CA bundle, tens of ms of blocking."""
     return httpx.create_ssl_context(trust_env=False)
 
@@ -65,9 +64,9 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     """An httpx transport whose every connection and answer passes the guard."""
 
     def __init__(self, policy: EgressPolicy, origin: str | None = None) -> None:
-        super().__init__(verify=_tls(), trust_env=False)
+        super().__init__(verify=tls_context(), trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=_tls(), network_backend=GuardedBackend(policy)
+            ssl_context=tls_context(), network_backend=GuardedBackend(policy)
         )
         self.origin = _Origin(origin)
 
@@ -87,9 +86,9 @@ class GuardedSyncTransport(httpx.HTTPTransport):
     """The same, for threads."""
 
     def __init__(self, policy: EgressPolicy, origin: str | None = None) -> None:
-        super().__init__(verify=_tls(), trust_env=False)
+        super().__init__(verify=tls_context(), trust_env=False)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=_tls(), network_backend=GuardedSyncBackend(policy)
+            ssl_context=tls_context(), network_backend=GuardedSyncBackend(policy)
         )
         self.origin = _Origin(origin)
 
@@ -184,40 +183,3 @@ shared = _SharedClients()
 def shared_sync_client(policy: EgressPolicy, origin: str | None = None) -> httpx.Client:
     """A long-lived guarded client for threads; pass a timeout with each request."""
     return shared.get(policy, origin)
-
-
-class _SharedAsyncClients:
-    """Guarded async clients kept per event loop and policy, so calls reuse connections.
-
-    A new client per call costs a TCP (and TLS) handshake every time. An async client's
-    connections belong to the loop that opened them, so each loop has its own clients;
-    `aclose` closes the running loop's when the service stops.
-    """
-
-    def __init__(self) -> None:
-        self._by_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[EgressPolicy, httpx.AsyncClient]
-        ] = weakref.WeakKeyDictionary()
-
-    def get(self, policy: EgressPolicy) -> httpx.AsyncClient:
-        clients = self._by_loop.setdefault(asyncio.get_running_loop(), {})
-        client = clients.get(policy)
-        if client is None or client.is_closed:
-            client = clients[policy] = guarded_client(policy, 30.0)
-        return client
-
-    async def aclose(self) -> None:
-        clients = self._by_loop.pop(asyncio.get_running_loop(), {})
-        for client in clients.values():
-            await client.aclose()
-
-
-shared_async = _SharedAsyncClients()
-
-
-def shared_client(policy: EgressPolicy) -> httpx.AsyncClient:
-    """A long-lived guarded async client: keep-alive connections per destination.
-
-    Do not close it; pass a timeout with each request (`timeout=` of `build_request`).
-    """
-    return shared_async.get(policy)
