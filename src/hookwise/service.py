@@ -271,7 +271,8 @@ class Hookwise:
     async def receive(self, source: str, delivery: Delivery) -> list[AcceptResult]:
         """Verify, store and plan a delivery; its runs are executed in the background."""
         results = await self.engine.receive(source, delivery)
-        self.wake()
+        if any(result.new_work for result in results):
+            self.wake()  # most deliveries match nothing: no claim, no child woken for them
         return results
 
     def wake(self) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from hookwise import service as service_module
+from hookwise.event import Event, new_id
 from hookwise.store import EventQuery
 from tests.conftest import Reply, Sink
 from tests.inprocess import Harness
@@ -166,6 +167,23 @@ async def test_a_run_waiting_for_an_event_cancelled_is_not_released_by_it(harnes
     assert await harness.drain() == []
     run = await one_run(harness, push)
     assert (run["status"], run["error"]) == ("cancelled", "cancelled by dave via cli")
+
+
+async def test_only_deliveries_that_add_or_release_runs_wake_a_worker(harness_for: Make):
+    """Most deliveries match nothing: they must not cost a claim, nor a child's wake-up."""
+    harness = await harness_for(WAITING)
+    image = {"image": "library/app", "tag": "1.0", "digest": "sha256:abc"}
+
+    async def accept(domain: str, key: str | None = None) -> tuple[bool, bool]:
+        event = Event(new_id(), "harbor", "harbor", domain, "x", None, harness.now, {}, {}, [image])
+        plan, awaited = harness.engine.plan(event), harness.engine.awaited(event)
+        result = await harness.store.accept(event, key or event.id, 60, plan, awaited)
+        return result.duplicate, result.new_work
+
+    assert await accept("artifact", "push") == (False, True)  # a run, waiting
+    assert await accept("artifact", "push") == (True, False)  # the same delivery again
+    assert await accept("chart") == (False, False)  # no rule for it
+    assert await accept("scan") == (False, True)  # releases the waiting run
 
 
 async def test_finished_and_running_runs_cannot_be_cancelled(

@@ -13,6 +13,8 @@ from hookwise.status import EventStatus, RunStatus
 class AcceptResult:
     event_id: str
     duplicate: bool
+    # Runs were added or released: a worker has something new to claim.
+    new_work: bool = False
 
 
 @dataclass(frozen=True)

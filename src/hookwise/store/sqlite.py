@@ -152,21 +152,22 @@ class _Connection(sqlite3.Connection):
 
 def _begin(conn: _Connection) -> None:
     """BEGIN IMMEDIATE, asked again every few hundred microseconds while another
-    process holds the write lock, for at most LOCK_TIMEOUT seconds."""
-    conn.execute("PRAGMA busy_timeout = 0")
+    process holds the write lock, for at most LOCK_TIMEOUT seconds.
+
+    The writer's connection has no busy timeout: SQLite's own handler sleeps up to
+    100 ms between tries, and once BEGIN IMMEDIATE holds the lock (in WAL mode) no
+    later statement of the transaction waits for one.
+    """
     deadline, pause = time.monotonic() + LOCK_TIMEOUT, 0.0002
-    try:
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.002)
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {int(LOCK_TIMEOUT * 1000)}")
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.002)
 
 
 def _connect(path: str) -> _Connection:
@@ -192,6 +193,7 @@ class _Writer(GroupCommit):
     def connect(self) -> None:
         try:
             self.conn = _connect(self.path)
+            self.conn.execute("PRAGMA busy_timeout = 0")  # _begin waits for the lock
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the SQLite store {self.path}: {exc}") from exc
 

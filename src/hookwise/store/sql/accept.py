@@ -59,7 +59,7 @@ def accept(
     for rule, key in awaited:
         _resolve_waiting(tx, rule, key, event.id, event.received_at)
     add_runs(tx, event.id, runs, event.received_at)
-    return AcceptResult(event.id, duplicate=False)
+    return AcceptResult(event.id, duplicate=False, new_work=bool(runs or awaited))
 
 
 def add_runs(tx: Tx, event_id: str, runs: list[NewRun], now: float) -> None:
