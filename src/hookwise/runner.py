@@ -87,7 +87,9 @@ class Runner:
         """
         state = _State(run.step, run.attempt, dict(run.outputs))
         try:
-            events = await self.store.events_of_run(run.id)
+            events = run.events
+            if events is None:
+                events = await self.store.events_of_run(run.id)
             if not events:
                 error = f"event {run.event_id} is gone from the store"
                 await self._finish(

@@ -608,6 +608,19 @@ async def test_prune_works_in_bounded_batches_until_nothing_is_left(
 
 
 @pytest.mark.anyio
+async def test_a_claim_hands_the_worker_each_runs_trigger_events(store: Store, at: Clock):
+    spec = {**SPEC, "debounce": {"window": 30}}
+    batch = [NewRun(new_id(), "r", spec, FlowKeys(debounce="team/api")) for _ in range(3)]
+    events = [await deliver(store, at, T0 + 10 * n, run) for n, run in enumerate(batch)]
+    single = NewRun(new_id(), "r", SPEC, FlowKeys())
+    alone = await deliver(store, at, T0 + 50, single)
+    at.now = T0 + 60
+    claimed = {run.id: run.events for run in await store.claim("w", 10, lease=30)}
+    as_ids = {run: [e.id for e in found or []] for run, found in claimed.items()}
+    assert as_ids == {batch[0].id: events, single.id: [alone]}  # a batch oldest first
+
+
+@pytest.mark.anyio
 async def test_a_debounced_run_keeps_every_event_of_its_batch(store: Store, at: Clock):
     spec = {**SPEC, "debounce": {"window": 30}}
     batch = [NewRun(new_id(), "r", spec, FlowKeys(debounce="team/api")) for _ in range(3)]

@@ -106,6 +106,9 @@ class RunRecord:
     lease: str = ""
     # The status the run was claimed from, so the runner knows which gate woke it.
     phase: RunStatus | None = None
+    # Its trigger events, oldest first, when the claim read them along with it; None
+    # where a run was read for other reasons (they are then `Store.events_of_run`).
+    events: list[Event] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from typing import Any
 
 from hookwise.actions import action_label
-from hookwise.event import new_id
+from hookwise.event import Event, new_id
 from hookwise.status import RunStatus
 from hookwise.store.records import AttemptRecord, Progress, RunRecord
 from hookwise.store.sql.common import (
@@ -18,7 +18,7 @@ from hookwise.store.sql.common import (
     not_in,
     quoted,
 )
-from hookwise.store.sql.rows import run_record
+from hookwise.store.sql.rows import event_from, run_record
 
 
 def claim(
@@ -50,7 +50,25 @@ def claim(
         )
         record.phase, record.status, record.lease = record.status, RunStatus.RUNNING, token
         claimed.append(record)
+    _attach_events(tx, claimed)
     return claimed
+
+
+def _attach_events(tx: Tx, runs: list[RunRecord]) -> None:
+    """Each claimed run's trigger events, read in the claim: a worker needs them at once."""
+    if not runs:
+        return
+    by_run: dict[str, list[Event]] = {run.id: [] for run in runs}
+    rows = tx.execute(
+        "SELECT l.run_id AS run_id, e.* FROM run_events l JOIN events e ON e.id = l.event_id "
+        f"WHERE l.role = 'trigger' AND l.run_id IN ({','.join('?' * len(runs))}) "
+        "ORDER BY e.received_at, e.id",
+        list(by_run),
+    ).fetchall()
+    for row in rows:
+        by_run[row["run_id"]].append(event_from(row))
+    for run in runs:
+        run.events = by_run[run.id]
 
 
 def _due(tx: Tx, skip: list[str], limit: int, now: float, row_lock: str) -> list[Any]:

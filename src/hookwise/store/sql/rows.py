@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hookwise.event import Event
 from hookwise.status import RunStatus
@@ -19,10 +19,20 @@ from hookwise.store.sql.common import (
 R = TypeVar("R")
 
 
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _names(cls: Any) -> frozenset[str]:
+    """A record class's field names, looked up once rather than per row."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def load(cls: type[R], row: Row, *json_columns: str) -> R:
     """A record dataclass from a row: same names, JSON columns decoded."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values = {key: row[key] for key in names.intersection(row.keys())}
+    values = {key: row[key] for key in _names(cls).intersection(row.keys())}
     for column in json_columns:
         values[column] = json.loads(values[column]) if values[column] is not None else None
     return cls(**values)
