@@ -19,6 +19,10 @@ from hookwise.runner import Runner
 from hookwise.store import RunRecord, Store
 
 log = logging.getLogger("hookwise.worker")
+# While runs are executing, claims are at least this far apart, so one claim takes the
+# slots of every run that finished meanwhile instead of one claim per finished run
+# (Oban's dispatch cooldown). An idle worker claims at once.
+CLAIM_COOLDOWN = 0.005
 
 
 class Worker:
@@ -64,8 +68,15 @@ class Worker:
             await asyncio.gather(self._renewing, return_exceptions=True)
 
     async def _claim_loop(self) -> None:
+        claimed_at = 0.0
         while not self._stopping:
+            pause = claimed_at + CLAIM_COOLDOWN - time.monotonic()
+            if self.active and pause > 0:
+                await asyncio.sleep(pause)
+                if self._stopping:
+                    break
             self._wake.clear()
+            claimed_at = time.monotonic()
             try:
                 claimed = await self._claim_once()
                 self._store_back()

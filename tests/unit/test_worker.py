@@ -6,7 +6,9 @@ over a real SQLite store, with a runner whose actions the test controls.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from itertools import count, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from hookwise.errors import StoreError
 from hookwise.event import Event, new_id
 from hookwise.status import RunStatus
 from hookwise.store import NewRun, Progress, RunRecord, Store, open_store
-from hookwise.worker import Worker
+from hookwise.worker import CLAIM_COOLDOWN, Worker
 
 pytestmark = pytest.mark.anyio
 SPEC = {"name": "r", "description": "", "actions": [{"uses": "log", "with": {"message": "x"}}]}
@@ -119,6 +121,40 @@ async def test_no_more_runs_at_once_than_the_concurrency(store: Store):
     await settled(store, run_ids, RunStatus.SUCCEEDED)
     await instance.stop()
     assert runner.most == 3 and len(runner.started) == 7
+
+
+async def test_while_runs_execute_claims_wait_for_the_cooldown_to_take_several(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+):
+    """Runs finishing one after another are claimed for together, not one claim each."""
+    runner = Runner(store)
+    instance = worker(store, runner, concurrency=4)
+    claims: list[tuple[float, int, int]] = []  # when, runs executing, runs claimed
+    real = store.claim
+
+    async def claim(*args: Any, **kwargs: Any) -> list[RunRecord]:
+        busy, at = len(instance.active), time.monotonic()
+        claimed = await real(*args, **kwargs)
+        claims.append((at, busy, len(claimed)))
+        return claimed
+
+    monkeypatch.setattr(store, "claim", claim)
+    real_execute = runner.execute
+    numbers = count()
+
+    async def staggered(run: RunRecord) -> None:
+        await asyncio.sleep(0.001 * (1 + next(numbers) % 4))  # 1 to 4 ms
+        await real_execute(run)
+
+    monkeypatch.setattr(runner, "execute", staggered)
+    run_ids = await add_runs(store, 40)
+    await instance.start()
+    await settled(store, run_ids, RunStatus.SUCCEEDED)
+    await instance.stop()
+    gaps = [later - earlier for (earlier, _, _), (later, busy, _) in pairwise(claims) if busy]
+    assert gaps and min(gaps) >= CLAIM_COOLDOWN * 0.99
+    taking = [taken for _, _, taken in claims if taken]
+    assert sum(taking) == 40 and len(taking) <= 40 / 2  # two runs or more per claim
 
 
 async def test_leases_are_renewed_while_a_run_takes_longer_than_its_lease(store: Store):
