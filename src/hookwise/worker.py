@@ -73,8 +73,7 @@ class Worker:
             pause = claimed_at + CLAIM_COOLDOWN - time.monotonic()
             if self.active and pause > 0:
                 await asyncio.sleep(pause)
-                if self._stopping:
-                    break
+                continue  # asked to stop meanwhile?
             self._wake.clear()
             claimed_at = time.monotonic()
             try:
