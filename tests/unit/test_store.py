@@ -127,12 +127,25 @@ async def test_concurrent_accepts_all_land(store: Store):
 
 
 @pytest.mark.anyio
+async def test_an_accept_run_again_after_a_lost_commit_adds_nothing(store: Store):
+    """PostgreSQL runs a write again when its connection died during COMMIT: if the
+    first did commit, the second must find the delivery already there."""
+    again, runs = event(), [NewRun(new_id(), "r", SPEC), NewRun(new_id(), "r", SPEC)]
+    first = await store.accept(again, "lost-commit", 60, runs)
+    second = await store.accept(again, "lost-commit", 60, runs)
+    assert (first.duplicate, first.new_work) == (False, True)
+    assert (second.event_id, second.duplicate, second.new_work) == (again.id, True, False)
+    assert sorted(d.run.id for d in await store.runs_of(again.id)) == sorted(r.id for r in runs)
+    assert [e.id for e in await store.events_of_run(runs[0].id)] == [again.id]
+
+
+@pytest.mark.anyio
 async def test_failed_write_does_not_undo_its_batch_neighbours(store: Store):
     good = event()
     duplicate_run_id = new_id()
-    await store.accept(event(), "a", 60, [NewRun(duplicate_run_id, "r", SPEC)])
+    first = await store.accept(event(), "a", 60, [NewRun(duplicate_run_id, "r", SPEC)])
     outcomes = await asyncio.gather(
-        store.accept(event(), "b", 60, [NewRun(duplicate_run_id, "r", SPEC)]),  # PK clash
+        store.add_runs(first.event_id, [NewRun(duplicate_run_id, "r", SPEC)]),  # PK clash
         store.accept(good, "c", 60, []),
         return_exceptions=True,
     )

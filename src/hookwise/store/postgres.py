@@ -34,7 +34,7 @@ from hookwise.errors import StoreError
 from hookwise.store import Schema, sqlite
 from hookwise.store.batching import GroupCommit, Outcome, Write
 from hookwise.store.sql import Tx
-from hookwise.store.sql.common import Cursor
+from hookwise.store.sql.common import Cursor, settled
 from hookwise.store.sqlstore import SqlStore, migrations_to_apply
 
 T = TypeVar("T")
@@ -158,6 +158,9 @@ class PostgresStore(SqlStore):
     row_lock = " FOR UPDATE SKIP LOCKED"
     for_update = " FOR UPDATE"
     announce = f"NOTIFY {CHANNEL}"
+    announce_if_stored = (
+        f"SELECT pg_notify('{CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM events WHERE id = ?)"
+    )
 
     def __init__(self, url: str, where: str) -> None:
         """`where` names the database in messages and logs, without its password."""
@@ -341,7 +344,7 @@ class _Writer(GroupCommit):
     def commit(self, writes: list[Write]) -> list[Outcome]:
         if len(writes) > 1:
             try:
-                results = self.store._transaction(lambda tx: [write(tx) for write in writes], False)
+                results = self.store._transaction(lambda tx: _run_all(tx, writes), False)
                 return [(True, result) for result in results]
             except PoolTimeout as exc:
                 return [(False, self.store.failure(exc))] * len(writes)
@@ -350,10 +353,18 @@ class _Writer(GroupCommit):
         outcomes: list[Outcome] = []
         for write in writes:
             try:
-                outcomes.append((True, self.store._transaction(write, False)))
+                [result] = self.store._transaction(
+                    functools.partial(_run_all, writes=[write]), False
+                )
+                outcomes.append((True, result))
             except Exception as exc:
                 outcomes.append((False, self.store.failure(exc)))
         return outcomes
+
+
+def _run_all(tx: _Tx, writes: list[Write]) -> list[Any]:
+    """Every write sent first, then their results read: one wait for the whole batch."""
+    return [settled(result) for result in [write(tx) for write in writes]]
 
 
 def _check(conn: Connection) -> None:

@@ -21,12 +21,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hookwise.errors import StoreError
 from hookwise.store import Schema
 from hookwise.store.batching import GroupCommit, Outcome, Write
 from hookwise.store.sql import Tx
+from hookwise.store.sql.common import settled
 from hookwise.store.sqlstore import SqlStore, migrations_to_apply
 
 T = TypeVar("T")
@@ -140,8 +141,28 @@ MIGRATIONS = [
 ]
 
 
+class _Ran:
+    """A statement read to its end at once. SQLite keeps a statement open until its last
+    row is read, and an open statement stops a savepoint from being released or rolled
+    back; writes may leave a result to be read later (`sql.Later`)."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self.rows: list[Any] = cursor.fetchall()
+        self.rowcount = cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return self.rows.pop(0) if self.rows else None
+
+    def fetchall(self) -> list[Any]:
+        rows, self.rows = self.rows, []
+        return rows
+
+
 class _Connection(sqlite3.Connection):
     """A connection that is also a `sql.Tx`: one writer thread needs no named locks."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        return _Ran(super().execute(sql, parameters))
 
     def lock(self, name: str) -> None:
         pass
@@ -210,7 +231,7 @@ class _Writer(GroupCommit):
             for write in writes:
                 conn.execute("SAVEPOINT job")
                 try:
-                    outcomes.append((True, write(conn)))
+                    outcomes.append((True, settled(write(conn))))
                     conn.execute("RELEASE job")
                 except Exception as exc:
                     conn.execute("ROLLBACK TO job")

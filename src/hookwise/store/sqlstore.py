@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from abc import abstractmethod
 from collections.abc import Callable, Collection, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from hookwise import clock
 from hookwise.errors import StoreError
@@ -33,6 +33,7 @@ from hookwise.store.records import (
     RunRecord,
 )
 from hookwise.store.sql import Tx
+from hookwise.store.sql.common import Later
 
 T = TypeVar("T")
 R = TypeVar("R", Decision, Intervention)
@@ -45,8 +46,10 @@ class SqlStore(Store):
     # Appended to a SELECT of one row the transaction must hold until it commits.
     for_update = ""
     # Run at the end of a write that created due work, in its transaction, so that other
-    # processes hear of it when (and only if) it commits.
+    # processes hear of it when (and only if) it commits; the second form only when the
+    # event named is stored (not a duplicate's).
     announce = ""
+    announce_if_stored = ""
 
     @abstractmethod
     async def _write(self, fn: Callable[[Tx], T]) -> T:
@@ -66,13 +69,13 @@ class SqlStore(Store):
     ) -> AcceptResult:
         pairs = list(awaited)
 
-        def write(tx: Tx) -> AcceptResult:
+        def write(tx: Tx) -> Later[AcceptResult]:
             result = sql.accept(tx, event, dedupe_key, window, runs, pairs)
-            if not result.duplicate and (runs or pairs):
-                self._announce(tx)
+            if (runs or pairs) and self.announce_if_stored:
+                tx.execute(self.announce_if_stored, (event.id,))
             return result
 
-        return await self._write(write)
+        return cast(AcceptResult, await self._write(write))
 
     async def add_runs(self, event_id: str, runs: list[NewRun]) -> None:
         now = clock.now()

@@ -13,9 +13,14 @@ from hookwise.store.records import (
 )
 from hookwise.store.sql.common import (
     NOT_STARTED,
+    Later,
+    Row,
     Tx,
     quoted,
 )
+
+# (dedupe key, event id): a row goes in only if the key is that event's.
+Guard = tuple[str, str] | None
 
 
 def accept(
@@ -25,22 +30,55 @@ def accept(
     window: float,
     runs: list[NewRun],
     awaited: list[tuple[str, str]],
-) -> AcceptResult:
+) -> Later[AcceptResult]:
     # One statement claims the key, atomically on both backends: a concurrent copy of
     # the delivery waits for this transaction, then finds the key taken. A key older
     # than the window is taken over.
-    claimed = tx.execute(
+    claim = tx.execute(
         "INSERT INTO dedupe (key, event_id, seen_at) VALUES (?, ?, ?) "
         "ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, seen_at = excluded.seen_at "
         "WHERE dedupe.seen_at <= ? RETURNING event_id",
         (dedupe_key, event.id, event.received_at, event.received_at - window),
-    ).fetchone()
+    )
+    seen = tx.execute("SELECT event_id FROM dedupe WHERE key = ?", (dedupe_key,))
+    new_work = bool(runs or awaited)
+    if awaited or any(_has_flow(run) for run in runs):
+        # Flow control reads what earlier events left (batches, throttles, waiting
+        # runs), so the claim's answer is needed before anything else is written.
+        answer = claim.fetchone()
+        if answer is not None:
+            _insert_event(tx, event, None)
+            # Release earlier waiting runs first, so a run is never released by its own event.
+            for rule, key in awaited:
+                _resolve_waiting(tx, rule, key, event.id, event.received_at)
+            add_runs(tx, event.id, runs, event.received_at)
+        return Later(lambda: _result(answer, seen.fetchone(), new_work))
+    # Nothing here depends on the claim's answer: every insert is conditional on the key
+    # being this event's, so the answer is read along with the rest of the batch's.
+    guard = (dedupe_key, event.id)
+    _insert_event(tx, event, guard)
+    for run in runs:
+        _insert_run(tx, run, event.id, run.status, run.error, event.received_at, guard)
+    return Later(lambda: _result(claim.fetchone(), seen.fetchone(), new_work))
+
+
+def _has_flow(run: NewRun) -> bool:
+    keys = run.keys
+    return keys.debounce is not None or keys.throttle is not None or keys.concurrency is not None
+
+
+def _result(claimed: Any, owner: Row, new_work: bool) -> AcceptResult:
+    """A duplicate names the event that holds the key, the first copy of the delivery."""
     if claimed is None:
-        seen = tx.execute("SELECT event_id FROM dedupe WHERE key = ?", (dedupe_key,)).fetchone()
-        return AcceptResult(seen["event_id"], duplicate=True)
-    tx.execute(
-        "INSERT INTO events (id, source, kind, domain, event_type, delivery_id, "
-        "received_at, data, headers, artifacts, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        return AcceptResult(owner["event_id"], duplicate=True)
+    return AcceptResult(owner["event_id"], duplicate=False, new_work=new_work)
+
+
+def _insert_event(tx: Tx, event: Event, guard: Guard) -> None:
+    _insert(
+        tx,
+        "events (id, source, kind, domain, event_type, delivery_id, received_at, data, "
+        "headers, artifacts, meta)",
         (
             event.id,
             event.source,
@@ -54,12 +92,27 @@ def accept(
             json.dumps(event.artifacts),
             json.dumps(event.meta),
         ),
+        guard,
     )
-    # Release earlier waiting runs first, so a run is never released by its own event.
-    for rule, key in awaited:
-        _resolve_waiting(tx, rule, key, event.id, event.received_at)
-    add_runs(tx, event.id, runs, event.received_at)
-    return AcceptResult(event.id, duplicate=False, new_work=bool(runs or awaited))
+
+
+def _insert(
+    tx: Tx, into: str, values: tuple[Any, ...], guard: Guard, ignore: str | None = None
+) -> None:
+    """INSERT INTO `into` these values; `ignore` names the key whose conflict is no error.
+
+    With a guard (dedupe key, event id), only if the key is that event's, and only once:
+    the row follows the event in or stays out with it, and the same write run again
+    (after a commit whose outcome was lost) adds nothing.
+    """
+    marks = ", ".join("?" * len(values))
+    ignore = ignore or ("(id)" if guard else None)
+    tail = f" ON CONFLICT {ignore} DO NOTHING" if ignore else ""
+    if guard is None:
+        tx.execute(f"INSERT INTO {into} VALUES ({marks}){tail}", values)
+    else:
+        owned = "EXISTS (SELECT 1 FROM dedupe WHERE key = ? AND event_id = ?)"
+        tx.execute(f"INSERT INTO {into} SELECT {marks} WHERE {owned}{tail}", (*values, *guard))
 
 
 def add_runs(tx: Tx, event_id: str, runs: list[NewRun], now: float) -> None:
@@ -76,7 +129,13 @@ def add_runs(tx: Tx, event_id: str, runs: list[NewRun], now: float) -> None:
 
 
 def _insert_run(
-    tx: Tx, run: NewRun, event_id: str, status: str, error: str | None, now: float
+    tx: Tx,
+    run: NewRun,
+    event_id: str,
+    status: str,
+    error: str | None,
+    now: float,
+    guard: Guard = None,
 ) -> None:
     flow: dict[str, Any] = {}
     due = now
@@ -85,10 +144,10 @@ def _insert_run(
     elif status == "pending" and run.keys.wait is not None:
         deadline = now + run.spec["wait_for"]["timeout"]
         status, due, flow = "waiting_event", deadline, {"wait_deadline": deadline}
-    tx.execute(
-        "INSERT INTO runs (id, event_id, rule, status, spec, error, created_at, updated_at, "
-        "next_attempt_at, flow, debounce_key, concurrency_key, await_key) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    _insert(
+        tx,
+        "runs (id, event_id, rule, status, spec, error, created_at, updated_at, "
+        "next_attempt_at, flow, debounce_key, concurrency_key, await_key)",
         (
             run.id,
             event_id,
@@ -104,16 +163,14 @@ def _insert_run(
             run.keys.concurrency,
             run.keys.wait,
         ),
+        guard,
     )
-    _link(tx, run.id, event_id, "trigger")
+    _link(tx, run.id, event_id, "trigger", guard)
 
 
-def _link(tx: Tx, run_id: str, event_id: str, role: str) -> None:
-    tx.execute(
-        "INSERT INTO run_events (run_id, event_id, role) VALUES (?, ?, ?) "
-        "ON CONFLICT (run_id, event_id) DO NOTHING",
-        (run_id, event_id, role),
-    )
+def _link(tx: Tx, run_id: str, event_id: str, role: str, guard: Guard = None) -> None:
+    columns = "run_events (run_id, event_id, role)"
+    _insert(tx, columns, (run_id, event_id, role), guard, "(run_id, event_id)")
 
 
 def _join_batch(tx: Tx, run: NewRun, event_id: str, now: float) -> bool:

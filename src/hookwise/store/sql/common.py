@@ -3,12 +3,13 @@ and the status sets queries are written against."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from hookwise.status import WAITING, RunStatus
 
 Row = Mapping[str, Any]
+T = TypeVar("T")
 
 RUN_COLUMNS = (
     "id, event_id, rule, status, spec, step, attempt, attempts_total, outputs, error, "
@@ -46,3 +47,20 @@ def not_in(column: str, items: Collection[Any]) -> str:
 
 def quoted(statuses: Iterable[str]) -> str:
     return ", ".join(f"'{status}'" for status in statuses)
+
+
+class Later(Generic[T]):
+    """A write's result, read once the rest of its batch has been sent.
+
+    On PostgreSQL's pipeline, a result read at once costs a round trip per write; read
+    after the batch, one for all of it. The writers read it (`settled`) before they
+    commit, so a result still says what was committed.
+    """
+
+    def __init__(self, read: Callable[[], T]) -> None:
+        self.read = read
+
+
+def settled(result: Any) -> Any:
+    """A write's result, reading it now if it was a `Later`."""
+    return result.read() if isinstance(result, Later) else result
