@@ -10,8 +10,11 @@ from http.server import BaseHTTPRequestHandler
 import aiohttp
 import pytest
 
+from hookwise.actions import ActionContext
+from hookwise.builtin.http_post import HttpPostParams, http_post
 from hookwise.egress import EgressPolicy, guarded_session, read_bounded, shared_sessions
-from hookwise.errors import EgressDenied, PermanentFailure, RedirectRefused
+from hookwise.errors import EgressDenied, PermanentFailure, RedirectRefused, RetryLater
+from hookwise.event import Event
 from tests.conftest import Reply, Sink
 from tests.standins.loopback import Loopback
 
@@ -150,3 +153,25 @@ def test_a_loop_that_ends_closes_its_sessions():
 
     asyncio.run(act())
     assert held[0].closed
+
+
+async def test_http_post_says_what_failed_and_whether_trying_again_can_help(sink: Sink):
+    event = Event("E1", "artifactory", "artifactory", "docker", "pushed", None, 0.0, {}, {})
+    context = ActionContext(event, "r", "notify", 1, "k" * 32, EgressPolicy(["127.0.0.1"]))
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+    cases = [
+        ({"url": nobody, "json": {}}, RetryLater, "failed to connect: .*refused|failed"),
+        ({"url": "http://name.invalid/", "json": {}}, RetryLater, "cannot resolve name.invalid"),
+        (
+            {"url": sink.url, "json": {}, "headers": {"X": "a\r\nb"}},
+            PermanentFailure,
+            "cannot be sent",
+        ),
+        ({"url": sink.url, "json": float("nan")}, PermanentFailure, "cannot be sent as JSON"),
+    ]
+    for params, error, message in cases:
+        with pytest.raises(error, match=message):
+            await http_post(HttpPostParams.model_validate(params), context)
+    assert sink.received == []

@@ -56,6 +56,8 @@ async def http_post(params: HttpPostParams, context: ActionContext) -> dict[str,
         raise RetryLater(f"POST {params.url} timed out after {params.timeout:g}s") from exc
     except (aiohttp.InvalidURL, ValueError) as exc:
         raise PermanentFailure(f"POST {params.url} cannot be sent: {exc}") from exc
+    except aiohttp.ClientConnectorError as exc:  # its own text drops the reason
+        raise RetryLater(f"POST {params.url} failed to connect: {exc.os_error}") from exc
     except aiohttp.ClientError as exc:
         raise RetryLater(f"POST {params.url} failed: {exc or type(exc).__name__}") from exc
     context.log.info(f"POST {params.url} -> {response.status}")
