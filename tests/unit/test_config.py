@@ -49,7 +49,7 @@ def test_an_empty_file_gives_the_documented_defaults(here: Path, text):
     assert (config.server.header_timeout, config.server.body_timeout) == (10.0, 30.0)
     assert config.server.max_connections == 1000
     worker = config.worker
-    assert (worker.concurrency, worker.lease, worker.poll_interval) == (8, 60.0, 1.0)
+    assert (worker.concurrency, worker.lease, worker.poll_interval) == (16, 60.0, 1.0)
     assert worker.action_timeout == 300.0
     assert (config.retention.max_age, config.retention.interval) == (30 * DAY, 3600.0)
     assert (config.sources, config.integrations) == ({}, {})
