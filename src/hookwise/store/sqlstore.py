@@ -104,7 +104,11 @@ class SqlStore(Store):
         self, token: str, run_id: str, attempt: AttemptRecord | None, progress: Progress
     ) -> bool:
         now = clock.now()
-        return await self._write(lambda tx: sql.record(tx, token, run_id, attempt, progress, now))
+        lock = self.for_update
+        kept = await self._write(
+            lambda tx: sql.record(tx, token, run_id, attempt, progress, now, lock)
+        )
+        return cast(bool, kept)
 
     async def decide(self, decision: Decision) -> str:
         return await self._intervene(sql.decide, decision, "recorded")

@@ -14,6 +14,7 @@ from hookwise.store.sql.common import (
     CLAIMABLE,
     HOLDING,
     RUN_COLUMNS,
+    Later,
     Tx,
     not_in,
     quoted,
@@ -133,7 +134,17 @@ def record(
     attempt: AttemptRecord | None,
     progress: Progress,
     now: float,
-) -> bool:
+    for_update: str = "",
+) -> Later[bool]:
+    """The attempt and the run's progress, if the lease is still `token`'s.
+
+    The attempt goes in first, on that condition, locking the run's row where rows are
+    locked (`for_update`), so the update after it finds the run as the insert did:
+    both happen or neither, without waiting for the first's answer. Whether they did
+    is read with the rest of the batch's answers.
+    """
+    if attempt is not None:
+        insert_attempt(tx, attempt, (run_id, token, for_update))
     keep_lease = progress.status == "running"
     flow = json.dumps(progress.flow) if progress.flow is not None else None
     updated = tx.execute(
@@ -142,7 +153,7 @@ def record(
         "next_attempt_at = ?, updated_at = ?, flow = COALESCE(?, flow), "
         "lease_owner = CASE WHEN ? THEN lease_owner END, "
         "lease_expires_at = CASE WHEN ? THEN lease_expires_at END "
-        "WHERE id = ? AND lease_owner = ? AND status = 'running'",
+        "WHERE id = ? AND lease_owner = ? AND status = 'running' RETURNING id",
         (
             progress.status,
             progress.step,
@@ -158,10 +169,9 @@ def record(
             run_id,
             token,
         ),
-    ).rowcount
-    if updated and attempt is not None:
-        insert_attempt(tx, attempt)
-    return bool(updated)
+    )
+    # Rows, not the row count: PostgreSQL's pipeline knows a count only once synced.
+    return Later(lambda: bool(updated.fetchall()))
 
 
 def _record_lost_attempt(tx: Tx, run: RunRecord, now: float) -> None:
@@ -181,20 +191,32 @@ def _record_lost_attempt(tx: Tx, run: RunRecord, now: float) -> None:
     )
 
 
-def insert_attempt(tx: Tx, attempt: AttemptRecord) -> None:
-    tx.execute(
+def insert_attempt(
+    tx: Tx, attempt: AttemptRecord, leased: tuple[str, str, str] | None = None
+) -> None:
+    """With `leased` (run id, lease token, row lock), only while the run is leased so."""
+    values = (
+        attempt.run_id,
+        attempt.step,
+        attempt.action,
+        attempt.number,
+        attempt.started_at,
+        attempt.ended_at,
+        attempt.status,
+        json.dumps(attempt.output),
+        attempt.error,
+        json.dumps(attempt.log),
+    )
+    columns = (
         "INSERT INTO attempts (run_id, step, action, number, started_at, ended_at, status, "
-        "output, error, log) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            attempt.run_id,
-            attempt.step,
-            attempt.action,
-            attempt.number,
-            attempt.started_at,
-            attempt.ended_at,
-            attempt.status,
-            json.dumps(attempt.output),
-            attempt.error,
-            json.dumps(attempt.log),
-        ),
+        "output, error, log) "
+    )
+    if leased is None:
+        tx.execute(columns + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+        return
+    run_id, token, row_lock = leased
+    tx.execute(
+        columns + "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs "
+        f"WHERE id = ? AND lease_owner = ? AND status = 'running'{row_lock})",
+        (*values, run_id, token),
     )
