@@ -15,7 +15,17 @@ import sys
 from hookwise import secrets
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-QUIET = ("httpx", "httpcore", "aiohttp", "urllib3", "requests", "slack_sdk", "docker", "jira", "jenkins")
+QUIET = (
+    "httpx",
+    "httpcore",
+    "aiohttp",
+    "urllib3",
+    "requests",
+    "slack_sdk",
+    "docker",
+    "jira",
+    "jenkins",
+)
 
 
 class MaskingFormatter(logging.Formatter):
