@@ -150,9 +150,12 @@ def test_a_loop_that_ends_closes_its_sessions():
 
     async def act() -> None:
         held.append(shared_sessions.get(EgressPolicy(["127.0.0.1"])))
+        await shared_sessions.aclose()  # as the service stops, and then it is used again
+        held.append(shared_sessions.get(EgressPolicy(["127.0.0.1"])))
 
     asyncio.run(act())
-    assert held[0].closed
+    assert held[0] is not held[1]
+    assert [session.closed for session in held] == [True, True]
 
 
 async def test_http_post_says_what_failed_and_whether_trying_again_can_help(sink: Sink):

@@ -20,9 +20,9 @@ import ipaddress
 import socket
 import weakref
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import aiohttp
-from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from hookwise.egress.answers import (
@@ -52,7 +52,8 @@ class _Guard:
         self.by_name.update(a for a in kept if not self._by_address(a))
         return kept
 
-    def open(self, info: AddrInfoType) -> socket.socket:
+    def open(self, info: tuple[Any, ...]) -> socket.socket:
+        """aiohttp's socket factory: `info` is one getaddrinfo() entry."""
         family, kind, protocol, _, where = info
         address = str(where[0]).split("%")[0]
         if address not in self.by_name and not self._by_address(address):
@@ -169,8 +170,9 @@ class _SharedSessions:
         return session
 
     async def aclose(self) -> None:
-        sessions = self._by_loop.pop(asyncio.get_running_loop(), {})
-        await _close_all(sessions)
+        """Close the running loop's sessions; a later `get` opens new ones, which the
+        loop still closes as it ends."""
+        await _close_all(self._by_loop.get(asyncio.get_running_loop(), {}))
 
 
 async def _close_all(sessions: dict[EgressPolicy, aiohttp.ClientSession]) -> None:

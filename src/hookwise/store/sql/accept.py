@@ -16,6 +16,7 @@ from hookwise.store.sql.common import (
     Later,
     Row,
     Tx,
+    insert,
     quoted,
 )
 
@@ -99,20 +100,14 @@ def _insert_event(tx: Tx, event: Event, guard: Guard) -> None:
 def _insert(
     tx: Tx, into: str, values: tuple[Any, ...], guard: Guard, ignore: str | None = None
 ) -> None:
-    """INSERT INTO `into` these values; `ignore` names the key whose conflict is no error.
-
-    With a guard (dedupe key, event id), only if the key is that event's, and only once:
-    the row follows the event in or stays out with it, and the same write run again
-    (after a commit whose outcome was lost) adds nothing.
-    """
-    marks = ", ".join("?" * len(values))
-    ignore = ignore or ("(id)" if guard else None)
-    tail = f" ON CONFLICT {ignore} DO NOTHING" if ignore else ""
+    """With a guard (dedupe key, event id), only if the key is that event's, and only
+    once: the row follows the event in or stays out with it, and the same write run
+    again (after a commit whose outcome was lost) adds nothing."""
     if guard is None:
-        tx.execute(f"INSERT INTO {into} VALUES ({marks}){tail}", values)
+        insert(tx, into, values, ignore=ignore)
     else:
-        owned = "EXISTS (SELECT 1 FROM dedupe WHERE key = ? AND event_id = ?)"
-        tx.execute(f"INSERT INTO {into} SELECT {marks} WHERE {owned}{tail}", (*values, *guard))
+        owned = ("EXISTS (SELECT 1 FROM dedupe WHERE key = ? AND event_id = ?)", guard)
+        insert(tx, into, values, only_if=owned, ignore=ignore or "(id)")
 
 
 def add_runs(tx: Tx, event_id: str, runs: list[NewRun], now: float) -> None:

@@ -49,6 +49,29 @@ def quoted(statuses: Iterable[str]) -> str:
     return ", ".join(f"'{status}'" for status in statuses)
 
 
+def insert(
+    tx: Tx,
+    into: str,
+    values: Sequence[Any],
+    *,
+    only_if: tuple[str, Sequence[Any]] | None = None,
+    ignore: str | None = None,
+) -> None:
+    """INSERT INTO `into` (a table and its columns) these values.
+
+    `only_if` is a condition with its parameters, checked by the same statement: the
+    writes that do not wait for an earlier answer (`Later`) are conditional on it.
+    `ignore` names the key whose conflict is no error (the row is there already).
+    """
+    marks = ", ".join("?" * len(values))
+    tail = f" ON CONFLICT {ignore} DO NOTHING" if ignore else ""
+    if only_if is None:
+        tx.execute(f"INSERT INTO {into} VALUES ({marks}){tail}", values)
+    else:
+        condition, params = only_if
+        tx.execute(f"INSERT INTO {into} SELECT {marks} WHERE {condition}{tail}", (*values, *params))
+
+
 class Later(Generic[T]):
     """A write's result, read once the rest of its batch has been sent.
 

@@ -16,6 +16,7 @@ from hookwise.store.sql.common import (
     RUN_COLUMNS,
     Later,
     Tx,
+    insert,
     not_in,
     quoted,
 )
@@ -195,28 +196,25 @@ def insert_attempt(
     tx: Tx, attempt: AttemptRecord, leased: tuple[str, str, str] | None = None
 ) -> None:
     """With `leased` (run id, lease token, row lock), only while the run is leased so."""
-    values = (
-        attempt.run_id,
-        attempt.step,
-        attempt.action,
-        attempt.number,
-        attempt.started_at,
-        attempt.ended_at,
-        attempt.status,
-        json.dumps(attempt.output),
-        attempt.error,
-        json.dumps(attempt.log),
-    )
-    columns = (
-        "INSERT INTO attempts (run_id, step, action, number, started_at, ended_at, status, "
-        "output, error, log) "
-    )
-    if leased is None:
-        tx.execute(columns + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
-        return
-    run_id, token, row_lock = leased
-    tx.execute(
-        columns + "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs "
-        f"WHERE id = ? AND lease_owner = ? AND status = 'running'{row_lock})",
-        (*values, run_id, token),
+    condition = None
+    if leased is not None:
+        run_id, token, row_lock = leased
+        where = f"id = ? AND lease_owner = ? AND status = 'running'{row_lock}"
+        condition = (f"EXISTS (SELECT 1 FROM runs WHERE {where})", (run_id, token))
+    insert(
+        tx,
+        "attempts (run_id, step, action, number, started_at, ended_at, status, output, error, log)",
+        (
+            attempt.run_id,
+            attempt.step,
+            attempt.action,
+            attempt.number,
+            attempt.started_at,
+            attempt.ended_at,
+            attempt.status,
+            json.dumps(attempt.output),
+            attempt.error,
+            json.dumps(attempt.log),
+        ),
+        only_if=condition,
     )
