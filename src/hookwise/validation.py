@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from typing import Annotated, Any, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
 from hookwise.errors import Problem
 from hookwise.yamlpos import Document, Path, format_path
@@ -47,18 +48,30 @@ def _message(text: str) -> str:
     return text.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
+# A pydantic dataclass names these two as a function call would.
+UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
+MISSING = ("missing", "missing_argument")
+
+
 def problems_from(
-    exc: ValidationError, doc: Document, model: type[BaseModel], prefix: Path = ()
+    exc: ValidationError,
+    doc: Document,
+    model: type[Any],
+    prefix: Path = (),
+    data: Any = None,
 ) -> list[Problem]:
-    """One Problem per pydantic error, at the position of the offending key or value."""
+    """One Problem per pydantic error, at the position of the offending key or value.
+
+    `data` is what was validated, when it is not (or not yet) at `prefix` in `doc.data`.
+    """
     problems = []
-    data = _at(doc.data, prefix)
+    data = _at(doc.data, prefix) if data is None else data
     for error in exc.errors(include_url=False):
         loc = _user_path(data, error["loc"])
         path = (*prefix, *loc)
         where = format_path(path)
         kind = error["type"]
-        if kind == "extra_forbidden" and loc:
+        if kind in UNKNOWN and loc:
             known = _fields_at(model, loc[:-1])
             hint = did_you_mean(loc[-1], known) or (
                 f"; allowed keys: {', '.join(known)}" if known else ""
@@ -66,7 +79,7 @@ def problems_from(
             problems.append(
                 doc.problem(path, f"{where}: unknown key {loc[-1]!r}{hint}", at_key=True)
             )
-        elif kind == "missing":
+        elif kind in MISSING:
             problems.append(doc.problem(path[:-1], f"{where}: required key is missing"))
         else:
             message = _message(error["msg"])
@@ -109,23 +122,27 @@ def _user_path(data: Any, loc: tuple[Any, ...]) -> Path:
     return tuple(path)
 
 
-def _fields_at(model: type[BaseModel], loc: Path) -> list[str]:
+def _fields_at(model: type[Any], loc: Path) -> list[str]:
     current: Any = model
     for part in loc:
         current = _step(_unwrap(current), part)
         if current is None:
             return []
-    current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [
-            info.alias or name for name, info in current.model_fields.items() if not info.exclude
-        ]
-    return []
+    fields = _fields_of(_unwrap(current))
+    return [info.alias or name for name, info in fields.items() if not info.exclude]
+
+
+def _fields_of(annotation: Any) -> dict[str, FieldInfo]:
+    """A model's or a pydantic dataclass's fields; none for anything else."""
+    fields = (
+        getattr(annotation, "__pydantic_fields__", None) if isinstance(annotation, type) else None
+    )
+    return fields if isinstance(fields, dict) else {}
 
 
 def _step(annotation: Any, part: str | int) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        for name, info in annotation.model_fields.items():
+    if fields := _fields_of(annotation):
+        for name, info in fields.items():
             if part in (name, info.alias):
                 return info.annotation
         return None
@@ -141,7 +158,7 @@ def _unwrap(annotation: Any) -> Any:
             annotation = get_args(annotation)[0]
         elif origin in (Union, types.UnionType):
             members = [a for a in get_args(annotation) if a is not type(None)]
-            models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+            models = [m for m in members if _fields_of(m)]
             annotation = (models or members)[0]
         else:
             return annotation

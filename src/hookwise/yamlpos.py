@@ -4,6 +4,10 @@ PyYAML forgets positions once it builds Python objects and silently keeps the la
 of two duplicate keys. Config and rule errors must say `file:line:col`, so we walk
 the composed node tree ourselves and keep a map from each path to its position.
 
+A long list at the top of a file (10,000 rules) is read one item at a time: each item
+is built and handed to a callback as soon as PyYAML has composed it, and its node tree and
+positions are dropped before the next, so loading never holds the whole file as nodes.
+
 A file is input too: nesting is limited (PyYAML's composer recurses, so a 5,000-deep
 list would end in RecursionError), and so is what aliases may expand to (a 600-byte
 "billion laughs" file names 10^9 values). Both are reported at their position.
@@ -11,9 +15,11 @@ list would end in RecursionError), and so is what aliases may expand to (a 600-b
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
-from collections.abc import Mapping
+from collections import ChainMap
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +30,7 @@ from hookwise.errors import Problem
 Path = tuple[Any, ...]  # keys (str, int, float, bool, None) and list positions
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 MERGE_TAG = "tag:yaml.org,2002:merge"
+STR_TAG = "tag:yaml.org,2002:str"
 MAX_DEPTH = 64
 # Aliases may repeat what the file holds, within reason: `<<: *defaults` in every rule
 # of a big file is fine, a tree of aliases of aliases is not.
@@ -37,12 +44,16 @@ class LimitExceeded(yaml.MarkedYAMLError):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that counts what it composes and refuses to nest too deep."""
+    """SafeLoader that counts what it composes, refuses to nest too deep, and hands each
+    item of the streamed top-level list to `settle` as soon as it is composed."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, items_of: str | None = None) -> None:
         super().__init__(stream)
         self.depth = 0
         self.composed = 0
+        self.items_of = items_of
+        self.settle: Callable[[yaml.Node, int], None] | None = None
+        self._in_items = False
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self.depth += 1
@@ -53,15 +64,36 @@ class _Loader(yaml.SafeLoader):
                     problem_mark=self.peek_event().start_mark,  # type: ignore[no-untyped-call]
                 )
             self.composed += 1
+            # What is anchored (or an alias) may be built again later: it is not streamed.
+            anchored = getattr(self.peek_event(), "anchor", None) is not None  # type: ignore[no-untyped-call]
+            if self.depth == 2:  # a value of the root mapping: is it the streamed list?
+                self._in_items = (
+                    _names(index, self.items_of)
+                    and isinstance(parent, yaml.MappingNode)
+                    and not anchored
+                )
             node: yaml.Node | None = super().compose_node(parent, index)
             if node is not None:
                 # Only the line and column are ever read; PyYAML's marks also carry the
                 # buffer and name, and two per node made loading 10,000 rules peak at
                 # several times the memory the rules keep.
                 node.start_mark = node.end_mark = _Mark(node.start_mark)
+                streamed = self.depth == 3 and self._in_items and not anchored
+                if streamed and self.settle is not None and isinstance(parent, yaml.SequenceNode):
+                    self.settle(node, index)
             return node
         finally:
             self.depth -= 1
+
+
+def _names(key: Any, name: str | None) -> bool:
+    return isinstance(key, yaml.ScalarNode) and key.tag == STR_TAG and key.value == name
+
+
+Positions = MutableMapping[Path, tuple[int, int]]
+# What a streamed item is replaced by in `Document.data`: called with the document (its
+# positions cover the item while the call lasts), the item's path and its value.
+ItemHandler = Callable[["Document", Path, Any], Any]
 
 
 @dataclass
@@ -70,8 +102,8 @@ class Document:
 
     file: str
     data: Any
-    key_pos: dict[Path, tuple[int, int]] = field(default_factory=dict)
-    value_pos: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    key_pos: Positions = field(default_factory=dict)
+    value_pos: Positions = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     # Leniently loaded: where a `${VAR}` not in the environment was kept as written.
     unset: dict[tuple[int, int], str] = field(default_factory=dict)
@@ -102,12 +134,19 @@ def format_path(path: Path) -> str:
 
 
 def load_file(
-    filename: str, *, env: Mapping[str, str] | None = None, lenient: bool = False
+    filename: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    lenient: bool = False,
+    stream: tuple[str, ItemHandler] | None = None,
 ) -> Document:
     """Load one YAML file; with `env`, `${VAR}` and `${VAR:-default}` in strings are expanded.
 
     `lenient`: a variable that is not set is no problem; it stays as written, and
     `Document.unset` says where, for commands that do not use the value.
+    `stream=(key, handle)`: each item of the root mapping's `key` list goes to `handle`
+    as soon as it is read, and what `handle` returns takes its place in the data; the
+    item's positions other than its own are dropped after the call.
     """
     try:
         with open(filename, encoding="utf-8") as handle:
@@ -123,20 +162,27 @@ def load_file(
             Problem(filename, line, 1, "the file is not UTF-8 text; save it as UTF-8")
         )
         return doc
-    return load_text(text, filename, env=env, lenient=lenient)
+    return load_text(text, filename, env=env, lenient=lenient, stream=stream)
 
 
 def load_text(
-    text: str, filename: str, *, env: Mapping[str, str] | None = None, lenient: bool = False
+    text: str,
+    filename: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    lenient: bool = False,
+    stream: tuple[str, ItemHandler] | None = None,
 ) -> Document:
     doc = Document(filename, None)
     loader: _Loader | None = None
     try:
-        loader = _Loader(text)
+        loader = _Loader(text, stream[0] if stream else None)
+        walker = _Walker(doc, loader, env, lenient)
+        if stream is not None:
+            loader.settle = functools.partial(walker.settle, stream)
         node = loader.get_single_node()
         if node is not None:
-            budget = ALIAS_FACTOR * loader.composed + ALIAS_ALLOWANCE
-            doc.data = _Walker(doc, loader, env, budget, lenient).build(node, ())
+            doc.data = walker.build(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -167,21 +213,42 @@ class _Walker:
     def __init__(
         self,
         doc: Document,
-        loader: yaml.SafeLoader,
+        loader: _Loader,
         env: Mapping[str, str] | None,
-        budget: int,
         lenient: bool = False,
     ) -> None:
         self.doc = doc
         self.lenient = lenient
         self.loader = loader
         self.env = env
-        self.budget = budget  # values left to build; aliases spend it again and again
+        self.built = 0  # values built so far; aliases build theirs again and again
         self._open: set[int] = set()  # collections being built: an alias to one is a cycle
+        self._settled: dict[int, Any] = {}  # streamed items, by node, already handled
+
+    def settle(self, stream: tuple[str, ItemHandler], node: yaml.Node, index: int) -> None:
+        """Build one streamed item, hand it over, then forget its nodes and positions."""
+        key, handle = stream
+        path = (key, index)
+        outer_keys, outer_values = self.doc.key_pos, self.doc.value_pos
+        self.doc.key_pos, self.doc.value_pos = ChainMap({}, outer_keys), ChainMap({}, outer_values)
+        try:
+            value = handle(self.doc, path, self.build(node, path))
+        finally:
+            self.doc.key_pos, self.doc.value_pos = outer_keys, outer_values
+        outer_values[path] = _pos(node)
+        self._settled[id(node)] = value
+        # PyYAML's constructor caches every value by its node, which keeps the nodes alive;
+        # a scalar built again later (through an alias) comes out the same.
+        self.loader.constructed_objects.clear()
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            node.value = []
 
     def build(self, node: yaml.Node, path: Path) -> Any:
-        self.budget -= 1
-        if self.budget < 0:
+        if id(node) in self._settled:
+            return self._settled.pop(id(node))
+        self.built += 1
+        # Aliases may expand to ALIAS_FACTOR times what has been read so far, and more.
+        if self.built > ALIAS_FACTOR * self.loader.composed + ALIAS_ALLOWANCE:
             raise LimitExceeded(
                 problem=f"{format_path(path) or 'document'}: aliases expand to far more values "
                 f"than the file holds (more than {ALIAS_FACTOR} times); use fewer nested aliases",

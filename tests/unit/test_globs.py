@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from hookwise.errors import GlobError
@@ -238,8 +240,26 @@ def test_rules_carry_their_globs_compiled_when_they_load():
     )
     globs = [*rule.when.source, *rule.when.domain, *rule.when.match["data.image"]]
     assert all(isinstance(glob, Glob) for glob in globs)
-    assert [glob.regex.pattern for glob in rule.when.match["data.image"]] == ["team/[^/]*", "x"]
     assert rule.when.model_dump()["match"] == {"data.image": ["team/*", "x"]}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "compiled"),
+    [("x", False), ("team/*", False), ("repo-**", False), ("*", False), ("**", False),
+     ("*/x", True), ("v?", True), ("a*b*", True), ("[ab]*", True), ("a/**/d", True)],
+)  # fmt: skip
+def test_only_patterns_beyond_a_literal_and_a_trailing_star_hold_a_regex(pattern, compiled):
+    assert (Glob(pattern).regex is not None) is compiled
+
+
+@given(
+    prefix=st.text("ab/-.", max_size=4),
+    tail=st.sampled_from(["", "*", "**"]),
+    value=st.text("ab/-.", max_size=8),
+)
+def test_matching_by_text_agrees_with_the_regex_it_replaces(prefix, tail, value):
+    pattern = prefix + tail
+    assert Glob(pattern).matches(value) is (compile_glob(pattern).fullmatch(value) is not None)
 
 
 def test_rules_share_one_compiled_glob_per_pattern():
@@ -254,4 +274,4 @@ def test_rules_share_one_compiled_glob_per_pattern():
         for name in ("a", "b")
     )  # fmt: skip
     assert first.when.domain[0] is second.when.domain[0]
-    assert first.when.match["data.tag"][0].regex is second.when.match["data.tag"][0].regex
+    assert first.when.match["data.tag"][0] is second.when.match["data.tag"][0]

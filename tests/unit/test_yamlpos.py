@@ -3,6 +3,7 @@ merge keys, the depth and alias limits, unreadable files, and where problems are
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -264,3 +265,101 @@ def test_a_problem_in_a_document_without_positions_is_at_line_one():
 )
 def test_format_path_writes_the_breadcrumb_users_see(path, expected):
     assert format_path(path) == expected
+
+
+class Taken:
+    """A stream handler that records what it was handed and what the positions said then."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[tuple[object, ...], object, tuple[int, int] | None]] = []
+
+    def __call__(self, doc: Document, path: tuple[object, ...], value: object) -> str:
+        self.items.append((path, value, doc.value_pos.get((*path, "name"))))
+        return f"taken {path[1]}"
+
+
+def test_a_streamed_list_hands_over_each_item_in_order_with_its_positions():
+    taken = Taken()
+    text = "rules:\n  - name: a\n  - name: b\n    size: 2\nother: [1]\n"
+    doc = load_text(text, "f.yaml", stream=("rules", taken))
+    assert taken.items == [
+        (("rules", 0), {"name": "a"}, (2, 11)),
+        (("rules", 1), {"name": "b", "size": 2}, (3, 11)),
+    ]
+    # What the handler returned stands in for each item; only the item's own position
+    # is kept, and the rest of the document is loaded as usual.
+    assert doc.data == {"rules": ["taken 0", "taken 1"], "other": [1]}
+    assert doc.value_pos[("rules", 1)] == (3, 5)
+    assert ("rules", 1, "size") not in doc.value_pos
+    assert doc.value_pos[("other", 0)] == (5, 9)
+
+
+def test_an_anchor_in_a_streamed_item_can_still_be_merged_into_a_later_one():
+    taken = Taken()
+    text = (
+        "rules:\n"
+        "  - name: a\n    retry: &r {attempts: 5}\n"
+        "  - name: b\n    retry: {<<: *r, backoff: 1}\n"
+        "  - &whole {name: c}\n"
+        "  - *whole\n"
+    )
+    doc = load_text(text, "f.yaml", stream=("rules", taken))
+    assert doc.problems == []
+    assert [value for _, value, _ in taken.items] == [
+        {"name": "a", "retry": {"attempts": 5}},
+        {"name": "b", "retry": {"attempts": 5, "backoff": 1}},
+    ]
+    # Anchored items and aliases are not streamed: they are built where they stand.
+    assert doc.data["rules"] == ["taken 0", "taken 1", {"name": "c"}, {"name": "c"}]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rules: &all\n  - name: a\n",  # the list itself may be used again
+        "- rules: [{name: a}]\n",  # not under the root mapping
+        "config:\n  rules: [{name: a}]\n",  # nested deeper
+    ],
+)
+def test_only_an_unanchored_list_at_the_root_key_is_streamed(text):
+    taken = Taken()
+    load_text(text, "f.yaml", stream=("rules", taken))
+    assert taken.items == []
+
+
+def test_a_syntax_error_after_streamed_items_still_returns_no_data():
+    taken = Taken()
+    doc = load_text("rules:\n  - name: a\n  - name: [b\n", "f.yaml", stream=("rules", taken))
+    assert [path for path, _, _ in taken.items] == [("rules", 0)]
+    assert doc.data is None
+    assert len(doc.problems) == 1 and "YAML syntax error" in doc.problems[0].message
+
+
+def test_aliases_in_streamed_items_are_held_to_the_alias_budget():
+    anchors = "base: &b [" + ", ".join(["x"] * 100) + "]\n"
+    items = "".join(f"  - [{', '.join(['*b'] * 100)}]\n" for _ in range(50))
+    taken = Taken()
+    doc = load_text(anchors + "rules:\n" + items, "f.yaml", stream=("rules", taken))
+    assert doc.data is None
+    assert "aliases expand to far more values" in messages(doc)[0]
+
+
+def test_streaming_a_long_list_never_holds_its_whole_node_tree():
+    """The reason streaming exists: 10,000 rules once peaked at 130 MB of YAML nodes."""
+    text = "rules:\n" + "".join(
+        f"  - name: rule-{n}\n    when: {{source: s, match: {{data.repo: team-{n}-*}}}}\n"
+        "    actions: [{uses: log, with: {message: '{{ data.tag }}'}}]\n"
+        for n in range(600)
+    )
+
+    def peak(**options: object) -> int:
+        tracemalloc.start()
+        try:
+            load_text(text, "f.yaml", **options)  # type: ignore[arg-type]
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    whole = peak()
+    streamed = peak(stream=("rules", lambda doc, path, value: None))
+    assert streamed < whole / 4

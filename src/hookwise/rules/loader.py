@@ -68,32 +68,26 @@ class RuleLoader:
     warnings: list[Problem] = field(default_factory=list)
 
     def load(self, path: Path) -> list[Rule]:
-        """All rules from a file or folder; raises ConfigError with every problem found."""
+        """All rules from a file or folder; raises ConfigError with every problem found.
+
+        Each rule is checked as soon as it is read (`load_file`'s stream), so 10,000 rules
+        never sit in memory as YAML nodes and positions all at once.
+        """
         if not path.exists():
             raise ConfigError([Problem(str(path), 1, 1, "rules path does not exist")])
         problems: list[Problem] = []
         rules: list[Rule] = []
         first_seen: dict[str, str] = {}
         for file in rule_files(path):
-            doc = load_file(str(file))
-            problems.extend(doc.problems)
-            if doc.problems:
+            intake = _Intake(self, str(file), first_seen)
+            doc = load_file(str(file), stream=("rules", intake.take))
+            if doc.problems:  # the YAML itself is broken: its rules are not judged
+                problems.extend(doc.problems)
                 continue
-            for index, rule in self._parse(doc, problems):
-                where = ("rules", index, "name")
-                if rule.name in first_seen:
-                    problems.append(
-                        doc.problem(
-                            where,
-                            f"rules[{index}].name: rule name {rule.name!r} is already used at "
-                            f"{first_seen[rule.name]}; names must be unique across all files",
-                        )
-                    )
-                    continue
-                line, _ = doc.value_pos.get(("rules", index), (1, 1))
-                rule._origin = f"{file}:{line}"
-                first_seen[rule.name] = rule.origin
-                rules.append(rule)
+            problems.extend(_file_problems(doc))
+            problems.extend(intake.problems)
+            first_seen.update((rule.name, rule.origin) for rule in intake.rules)
+            rules.extend(intake.rules)
         if problems:
             raise ConfigError(problems)
         # What `${VAR}` expands to is a secret: masked in history and logs from now on.
@@ -101,30 +95,16 @@ class RuleLoader:
         secrets.known.add(os.environ[name] for name in names if name in os.environ)
         return rules
 
-    def _parse(self, doc: Document, problems: list[Problem]) -> list[tuple[int, Rule]]:
-        data = doc.data if doc.data is not None else {"rules": []}
-        if not isinstance(data, dict):
-            problems.append(doc.problem((), "a rule file must be a mapping with a `rules:` list"))
-            return []
+    def check(
+        self, doc: Document, where: tuple[Any, ...], raw: Any
+    ) -> tuple[Rule | None, list[Problem]]:
+        """One rule as read: the schema's verdict and the semantic checks, in one pass."""
+        problems = self._semantic(doc, where[-1], raw) if isinstance(raw, dict) else []
         try:
-            RuleFile.model_validate(data)
+            rule = Rule.model_validate(raw)
         except ValidationError as exc:
-            problems.extend(problems_from(exc, doc, RuleFile))
-        items = data.get("rules")
-        found = []
-        for index, raw in enumerate(items if isinstance(items, list) else []):
-            if not isinstance(raw, dict):
-                continue
-            # Semantic checks run on the raw rule too, so one pass reports every mistake.
-            rule_problems = self._semantic(doc, index, raw)
-            problems.extend(rule_problems)
-            try:
-                rule = Rule.model_validate(raw)
-            except ValidationError:
-                continue
-            if not rule_problems:
-                found.append((index, rule))
-        return found
+            return None, [*problems_from(exc, doc, Rule, prefix=where, data=raw), *problems]
+        return (None if problems else rule), problems
 
     def _semantic(self, doc: Document, index: int, raw: dict[str, Any]) -> list[Problem]:
         """What the schema alone cannot know: installed actions, their params, templates."""
@@ -312,6 +292,51 @@ class RuleLoader:
                 warning = doc.problem(path, f"{where}; `serve` and `worker` need it")
                 self.warnings.append(dataclasses.replace(warning, level="warning"))
         return problems
+
+
+@dataclass
+class _Intake:
+    """The rules of one file, taken one at a time while the file is read."""
+
+    loader: RuleLoader
+    file: str
+    earlier: dict[str, str]  # names of rules from files already loaded, and where
+    rules: list[Rule] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    _names: dict[str, str] = field(default_factory=dict)  # this file's, and where
+
+    def take(self, doc: Document, where: tuple[Any, ...], raw: Any) -> None:
+        rule, problems = self.loader.check(doc, where, raw)
+        self.problems.extend(problems)
+        if rule is None:
+            return
+        seen = self.earlier.get(rule.name) or self._names.get(rule.name)
+        if seen is not None:
+            self.problems.append(
+                doc.problem(
+                    (*where, "name"),
+                    f"{format_path(where)}.name: rule name {rule.name!r} is already used at "
+                    f"{seen}; names must be unique across all files",
+                )
+            )
+            return
+        line, _ = doc.value_pos.get(where, (1, 1))
+        rule._origin = self._names[rule.name] = f"{self.file}:{line}"
+        self.rules.append(rule)
+
+
+def _file_problems(doc: Document) -> list[Problem]:
+    """What is wrong outside the rules themselves: the file's shape and its other keys."""
+    data = doc.data if doc.data is not None else {"rules": []}
+    if not isinstance(data, dict):
+        return [doc.problem((), "a rule file must be a mapping with a `rules:` list")]
+    if isinstance(data.get("rules"), list):
+        data = {**data, "rules": []}  # each rule was judged as it was read
+    try:
+        RuleFile.model_validate(data)
+    except ValidationError as exc:
+        return problems_from(exc, doc, RuleFile, data=data)
+    return []
 
 
 def _across_fields(model: type[BaseModel], params: dict[str, Any]) -> list[str]:

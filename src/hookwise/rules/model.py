@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import field
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hookwise.durations import Duration
+from hookwise.rules.compact import Compact, compact
 from hookwise.rules.flow import (
     BLOCKS,
     Approval,
@@ -22,36 +24,54 @@ from hookwise.yamlpos import ENV_REF
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 
 
-class RetryPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    attempts: int = Field(default=3, ge=1, le=100, description="Total tries, the first included.")
-    backoff: Duration = Field(default=2.0, description="Delay before the 2nd try; doubles after.")
-    max_backoff: Duration = Field(default=600.0, description="Upper bound for one delay.")
+# Fields are written `name: Annotated[type, Field(...)] = default`: a pydantic dataclass
+# would list fields given as `= Field(...)` first in the schema, out of the order below.
 
 
-class ActionCall(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    id: str | None = Field(
-        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name for `steps.<id>`."
+# Frozen, so that every action without a `retry:` shares one.
+@compact(frozen=True)
+class RetryPolicy(Compact):
+    attempts: Annotated[
+        int, Field(ge=1, le=100, description="Total tries, the first included.")
+    ] = 3
+    backoff: Annotated[Duration, Field(description="Delay before the 2nd try; doubles after.")] = (
+        2.0
     )
-    uses: str = Field(description="The action's name, e.g. http.post (see `hookwise plugins`).")
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
-    connection: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Overrides the integration's settings from the config for this action.",
-    )
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    timeout: Duration | None = Field(
-        default=None, gt=0, description="Per attempt; default: worker.action_timeout."
-    )
+    max_backoff: Annotated[Duration, Field(description="Upper bound for one delay.")] = 600.0
 
 
-class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+DEFAULT_RETRY = RetryPolicy()
 
-    name: str = Field(pattern=NAME_PATTERN)
+
+@compact(populate_by_name=True)
+class ActionCall(Compact):
+    id: Annotated[
+        str | None, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name for `steps.<id>`.")
+    ] = None
+    uses: Annotated[
+        str, Field(description="The action's name, e.g. http.post (see `hookwise plugins`).")
+    ]
+    with_: Annotated[dict[str, Any], Field(alias="with")] = field(default_factory=dict)
+    connection: Annotated[
+        dict[str, Any],
+        Field(description="Overrides the integration's settings from the config for this action."),
+    ] = field(default_factory=dict)
+    retry: RetryPolicy = DEFAULT_RETRY
+    timeout: Annotated[
+        Duration | None, Field(gt=0, description="Per attempt; default: worker.action_timeout.")
+    ] = None
+
+
+class _Located:
+    """Where a rule was read: set by the loader, not a key of the rule."""
+
+    __slots__ = ("_origin",)
+    _origin: str
+
+
+@compact()
+class Rule(Compact, _Located):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str = ""
     enabled: bool = True
     when: When
@@ -61,8 +81,7 @@ class Rule(BaseModel):
     wait_for: WaitFor | None = None
     approval: Approval | None = None
     notify: Notify | None = None
-    actions: list[ActionCall] = Field(min_length=1)
-    _origin: str = PrivateAttr(default="")
+    actions: Annotated[list[ActionCall], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _one_hold_at_a_time(self) -> Rule:
@@ -84,7 +103,7 @@ class Rule(BaseModel):
     @property
     def origin(self) -> str:
         """`file:line` of the rule, for messages and the dry run."""
-        return self._origin
+        return getattr(self, "_origin", "")
 
     def snapshot(self) -> dict[str, Any]:
         """What a run needs of its rule, frozen at match time: later edits of the rule

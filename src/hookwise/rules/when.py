@@ -6,10 +6,12 @@ Shared by a rule's `when` and by `wait_for.when`, which picks the awaited event.
 from __future__ import annotations
 
 import json
+from dataclasses import field
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, Field
 
+from hookwise.rules.compact import Compact, compact
 from hookwise.rules.globs import Glob, interned
 
 
@@ -48,12 +50,16 @@ Globs = Annotated[
 ]
 
 
-class When(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    source: Globs = Field(default_factory=_everything)
-    domain: Globs = Field(default_factory=_everything)
-    event_type: Globs = Field(default_factory=_everything)
-    match: dict[str, Globs] = Field(default_factory=dict, description="Every key must match.")
-    exclude: dict[str, Globs] = Field(default_factory=dict, description="Any match excludes.")
-    if_: str | None = Field(default=None, alias="if", description="A bare Jinja expression.")
+@compact(populate_by_name=True)
+class When(Compact):
+    # Annotated, not `= Field(...)`: see rules/model.py.
+    source: Globs = field(default_factory=_everything)
+    domain: Globs = field(default_factory=_everything)
+    event_type: Globs = field(default_factory=_everything)
+    match: Annotated[dict[str, Globs], Field(description="Every key must match.")] = field(
+        default_factory=dict
+    )
+    exclude: Annotated[dict[str, Globs], Field(description="Any match excludes.")] = field(
+        default_factory=dict
+    )
+    if_: Annotated[str | None, Field(alias="if", description="A bare Jinja expression.")] = None
