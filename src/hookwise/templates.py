@@ -15,6 +15,7 @@ by `interrupt.watchdog` and reported as a RenderError. Callers on the event loop
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from hookwise.yamlpos import ENV_REF
 
 _SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}$", re.DOTALL)
 DEFAULT_TIMEOUT = 2.0
+COMPILED_KEPT = 4096  # distinct texts kept compiled; others are compiled again when used
 Lane = Literal["intake", "runs"]
 LANES: dict[str, int] = {"intake": 4, "runs": 8}  # threads per lane
 P = ParamSpec("P")
@@ -66,12 +68,19 @@ def _env_calls(text: str) -> str:
 
 
 class Templates:
-    """Compiles once per distinct text; rules reuse the same strings on every event."""
+    """Compiles each distinct text once while it is in use; rules reuse the same strings
+    on every event.
+
+    Checking a rule file compiles every template in it and keeps none: ten thousand
+    rules with a message each would otherwise hold about 3 KB of compiled Jinja a rule,
+    used or not. What runs is kept compiled, up to `COMPILED_KEPT` texts.
+    """
 
     def __init__(self, env: Sandbox, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.env = env
         self.timeout = timeout
-        self._cache: dict[str, Callable[[dict[str, Any]], Any]] = {}
+        self.compile = functools.lru_cache(maxsize=COMPILED_KEPT)(self._compile)
+        self.compile_condition = functools.lru_cache(maxsize=COMPILED_KEPT)(self._compile_condition)
         self._lanes: dict[str, ThreadPoolExecutor] = {}
 
     async def off_loop(
@@ -96,38 +105,35 @@ class Templates:
             threads.shutdown(wait=False, cancel_futures=True)
         self._lanes.clear()
 
-    def compile(self, text: str) -> Callable[[dict[str, Any]], Any]:
-        """Raises jinja2.TemplateSyntaxError for text that does not compile."""
-        compiled = self._cache.get(text)
-        if compiled is None:
-            source = _env_calls(text)
-            match = _SINGLE_EXPRESSION.match(source)
-            if match:
-                compiled = self.compile_condition(match.group("expr"))
-            else:
-                render = self.env.from_string(source).render
-                compiled = lambda context: render(**context)  # noqa: E731
-            self._cache[text] = compiled
-        return compiled
+    def check(self, text: str, *, bare: bool) -> None:
+        """Raises jinja2.TemplateSyntaxError for text that does not compile; keeps nothing."""
+        if bare:
+            self._compile_condition(text)
+        else:
+            self._compile(text)
 
-    def compile_condition(self, expression: str) -> Callable[[dict[str, Any]], Any]:
+    def _compile(self, text: str) -> Callable[[dict[str, Any]], Any]:
+        source = _env_calls(text)
+        match = _SINGLE_EXPRESSION.match(source)
+        if match:
+            return self.compile_condition(match.group("expr"))
+        render = self.env.from_string(source).render
+        return lambda context: render(**context)
+
+    def _compile_condition(self, expression: str) -> Callable[[dict[str, Any]], Any]:
         """A bare expression (`if:` and `{{ x }}`-only strings), keeping its native value."""
-        key = "\0expr\0" + expression
-        compiled = self._cache.get(key)
-        if compiled is None:
-            evaluate = self.env.compile_expression(expression, undefined_to_none=False)
-            env = self.env
+        evaluate = self.env.compile_expression(expression, undefined_to_none=False)
+        env = self.env
 
-            def compiled(context: dict[str, Any]) -> Any:
-                value = evaluate(**context)
-                if isinstance(value, Undefined):
-                    # A bare `{{ typo }}` or a blocked `{{ x.__class__ }}` must fail, not pass on
-                    # a placeholder: raises UndefinedError or SecurityError.
-                    value._fail_with_undefined_error()
-                env.refuse_over(size_of(value, env.max_output), "the value")
-                return value
+        def compiled(context: dict[str, Any]) -> Any:
+            value = evaluate(**context)
+            if isinstance(value, Undefined):
+                # A bare `{{ typo }}` or a blocked `{{ x.__class__ }}` must fail, not pass on
+                # a placeholder: raises UndefinedError or SecurityError.
+                value._fail_with_undefined_error()
+            env.refuse_over(size_of(value, env.max_output), "the value")
+            return value
 
-            self._cache[key] = compiled
         return compiled
 
     def render(

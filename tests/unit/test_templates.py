@@ -139,6 +139,30 @@ def test_compiled_templates_are_cached(templates):
     assert templates.compile_condition("a > 1") is templates.compile_condition("a > 1")
 
 
+def test_only_so_many_compiled_templates_are_kept(monkeypatch):
+    monkeypatch.setattr("hookwise.templates.COMPILED_KEPT", 2)
+    templates = make_environment()
+    first = templates.compile("1 {{ a }}")
+    for text in ("2 {{ a }}", "3 {{ a }}"):
+        templates.compile(text)
+    assert templates.compile.cache_info().currsize == 2
+    again = templates.compile("1 {{ a }}")  # compiled again, and renders the same
+    assert again is not first
+    assert again({"a": "x"}) == first({"a": "x"}) == "1 x"
+
+
+def test_checking_a_template_keeps_nothing_compiled(templates):
+    """What `hookwise check` and loading rules do for every template in every rule."""
+    templates.check("hello {{ data.tag }}", bare=False)
+    templates.check("data.size > 1", bare=True)
+    assert templates.compile.cache_info().currsize == 0
+    assert templates.compile_condition.cache_info().currsize == 0
+    with pytest.raises(jinja2.TemplateSyntaxError):
+        templates.check("hello {{ data.tag ", bare=False)
+    with pytest.raises(jinja2.TemplateSyntaxError):
+        templates.check("data.size >", bare=True)
+
+
 # --- undefined -----------------------------------------------------------------------------
 
 

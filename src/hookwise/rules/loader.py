@@ -273,10 +273,8 @@ class RuleLoader:
     ) -> list[Problem]:
         problems = []
         try:
-            if bare:
-                self.templates.compile_condition(text)
-            elif is_template(text):
-                self.templates.compile(text)
+            if bare or is_template(text):
+                self.templates.check(text, bare=bare)
         except TemplateSyntaxError as exc:
             problems.append(
                 doc.problem(path, f"{format_path(path)}: template does not compile: {exc.message}")
