@@ -52,8 +52,8 @@ class _Loader(yaml.SafeLoader):
         self.depth = 0
         self.composed = 0
         self.items_of = items_of
-        self.settle: Callable[[yaml.Node, int], None] | None = None
-        self._in_items = False
+        self.settle: Callable[[yaml.Node, int, bool], None] | None = None
+        self._in_items = self._keep_items = False
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self.depth += 1
@@ -64,23 +64,23 @@ class _Loader(yaml.SafeLoader):
                     problem_mark=self.peek_event().start_mark,  # type: ignore[no-untyped-call]
                 )
             self.composed += 1
-            # What is anchored (or an alias) may be built again later: it is not streamed.
+            # What is anchored (or an alias) may be built again later: it is handed over
+            # like the rest, but its nodes are kept.
             anchored = getattr(self.peek_event(), "anchor", None) is not None  # type: ignore[no-untyped-call]
             if self.depth == 2:  # a value of the root mapping: is it the streamed list?
-                self._in_items = (
-                    _names(index, self.items_of)
-                    and isinstance(parent, yaml.MappingNode)
-                    and not anchored
+                self._in_items = _names(index, self.items_of) and isinstance(
+                    parent, yaml.MappingNode
                 )
+                self._keep_items = anchored
             node: yaml.Node | None = super().compose_node(parent, index)
             if node is not None:
                 # Only the line and column are ever read; PyYAML's marks also carry the
                 # buffer and name, and two per node made loading 10,000 rules peak at
                 # several times the memory the rules keep.
                 node.start_mark = node.end_mark = _Mark(node.start_mark)
-                streamed = self.depth == 3 and self._in_items and not anchored
-                if streamed and self.settle is not None and isinstance(parent, yaml.SequenceNode):
-                    self.settle(node, index)
+                item = self.depth == 3 and self._in_items
+                if item and self.settle is not None and isinstance(parent, yaml.SequenceNode):
+                    self.settle(node, index, anchored or self._keep_items)
             return node
         finally:
             self.depth -= 1
@@ -145,8 +145,9 @@ def load_file(
     `lenient`: a variable that is not set is no problem; it stays as written, and
     `Document.unset` says where, for commands that do not use the value.
     `stream=(key, handle)`: each item of the root mapping's `key` list goes to `handle`
-    as soon as it is read, and what `handle` returns takes its place in the data; the
-    item's positions other than its own are dropped after the call.
+    as soon as it is read, in order, and what `handle` returns takes its place in the
+    data; the item's positions other than its own are dropped after the call. An item
+    an alias may refer to (anchored, or in an anchored list) keeps its value instead.
     """
     try:
         with open(filename, encoding="utf-8") as handle:
@@ -225,8 +226,14 @@ class _Walker:
         self._open: set[int] = set()  # collections being built: an alias to one is a cycle
         self._settled: dict[int, Any] = {}  # streamed items, by node, already handled
 
-    def settle(self, stream: tuple[str, ItemHandler], node: yaml.Node, index: int) -> None:
-        """Build one streamed item, hand it over, then forget its nodes and positions."""
+    def settle(
+        self, stream: tuple[str, ItemHandler], node: yaml.Node, index: int, keep: bool
+    ) -> None:
+        """Build one streamed item, hand it over, then forget its nodes and positions.
+
+        With `keep` (an alias may refer to the item), its nodes stay, and the item is
+        built again where it stands in the document.
+        """
         key, handle = stream
         path = (key, index)
         outer_keys, outer_values = self.doc.key_pos, self.doc.value_pos
@@ -236,12 +243,13 @@ class _Walker:
         finally:
             self.doc.key_pos, self.doc.value_pos = outer_keys, outer_values
         outer_values[path] = _pos(node)
-        self._settled[id(node)] = value
         # PyYAML's constructor caches every value by its node, which keeps the nodes alive;
         # a scalar built again later (through an alias) comes out the same.
         self.loader.constructed_objects.clear()
-        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
-            node.value = []
+        if not keep:
+            self._settled[id(node)] = value
+            if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+                node.value = []
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         if id(node) in self._settled:

@@ -59,6 +59,34 @@ def test_actions_without_a_retry_block_share_one_policy_and_others_get_their_own
     assert (patient.actions[0].retry.attempts, patient.actions[0].retry.backoff) == (7, 2.0)
 
 
+def test_rules_written_with_anchors_and_merge_keys_load_in_file_order(load):
+    text = (
+        "rules:\n"
+        "  - &base\n    name: first\n    when: {source: artifactory}\n"
+        "    actions: [{uses: log, with: {message: x}}]\n"
+        "  - <<: *base\n    name: second\n"
+        "  - name: third\n    when: *when\n"
+        "    actions: [{uses: log, with: {message: y}}]\n"
+    ).replace("when: {source: artifactory}", "when: &when {source: artifactory}")
+    rules = load(text)
+    assert [(rule.name, rule.origin, rule.when.source) for rule in rules] == [
+        ("first", "rules/main.yaml:2", ["artifactory"]),
+        ("second", "rules/main.yaml:6", ["artifactory"]),
+        ("third", "rules/main.yaml:8", ["artifactory"]),
+    ]
+
+
+def test_an_alias_used_as_a_whole_rule_is_a_name_used_twice(load):
+    text = rule_file(1).replace("  - name: team-0", "  - &one\n    name: team-0") + "  - *one\n"
+    with pytest.raises(ConfigError) as raised:
+        load(text)
+    # Positioned where the aliased text is; the breadcrumb names the alias's place.
+    assert [str(problem) for problem in raised.value.problems] == [
+        "rules/main.yaml:3:11: [error] rules[1].name: rule name 'team-0' is already used at "
+        "rules/main.yaml:2; names must be unique across all files"
+    ]
+
+
 def test_a_rule_is_checked_in_the_same_pass_as_its_neighbours(load):
     """Streaming changed when rules are judged, not what is reported: every mistake in
     every rule, and a name used twice, in one run of `check`."""

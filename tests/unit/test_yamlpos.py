@@ -295,7 +295,7 @@ def test_a_streamed_list_hands_over_each_item_in_order_with_its_positions():
     assert doc.value_pos[("other", 0)] == (5, 9)
 
 
-def test_an_anchor_in_a_streamed_item_can_still_be_merged_into_a_later_one():
+def test_anchored_items_are_handed_over_too_and_stay_for_their_aliases():
     taken = Taken()
     text = (
         "rules:\n"
@@ -306,23 +306,32 @@ def test_an_anchor_in_a_streamed_item_can_still_be_merged_into_a_later_one():
     )
     doc = load_text(text, "f.yaml", stream=("rules", taken))
     assert doc.problems == []
-    assert [value for _, value, _ in taken.items] == [
-        {"name": "a", "retry": {"attempts": 5}},
-        {"name": "b", "retry": {"attempts": 5, "backoff": 1}},
+    assert [(path, value) for path, value, _ in taken.items] == [
+        (("rules", 0), {"name": "a", "retry": {"attempts": 5}}),
+        (("rules", 1), {"name": "b", "retry": {"attempts": 5, "backoff": 1}}),
+        (("rules", 2), {"name": "c"}),
+        (("rules", 3), {"name": "c"}),
     ]
-    # Anchored items and aliases are not streamed: they are built where they stand.
+    # An alias may refer to anchored items, so they are built again where they stand.
     assert doc.data["rules"] == ["taken 0", "taken 1", {"name": "c"}, {"name": "c"}]
+
+
+def test_the_items_of_an_anchored_list_are_handed_over_and_kept():
+    taken = Taken()
+    doc = load_text("rules: &all\n  - name: a\n  - name: b\n", "f.yaml", stream=("rules", taken))
+    assert [value for _, value, _ in taken.items] == [{"name": "a"}, {"name": "b"}]
+    assert doc.data == {"rules": [{"name": "a"}, {"name": "b"}]}
 
 
 @pytest.mark.parametrize(
     "text",
     [
-        "rules: &all\n  - name: a\n",  # the list itself may be used again
         "- rules: [{name: a}]\n",  # not under the root mapping
         "config:\n  rules: [{name: a}]\n",  # nested deeper
+        "rule: [{name: a}]\n",  # another key
     ],
 )
-def test_only_an_unanchored_list_at_the_root_key_is_streamed(text):
+def test_only_the_list_at_the_root_key_is_streamed(text):
     taken = Taken()
     load_text(text, "f.yaml", stream=("rules", taken))
     assert taken.items == []
