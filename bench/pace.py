@@ -9,10 +9,12 @@ one run on one machine:
   when it is installed;
 - `hookwise serve` on each store, where every delivery matches one rule whose
   `http.post` goes to the sink. Its runs must complete: the sink counts them during
-  the loop (the steady-state completion ratio) and until the backlog is drained.
+  the loop and until the backlog is drained.
 
-Then an open-loop phase offers `pace_rate` deliveries/s to hookwise and samples the
-backlog (accepted minus completed) each second: it must not grow without bound.
+Then an open-loop phase offers `pace_rate` deliveries/s to hookwise: the steady state.
+It samples the backlog (accepted minus completed) each second, which must not grow
+without bound, and counts the runs completed while deliveries were still offered, which
+must keep up with those accepted.
 
 wrk cannot sign a body with HMAC, so the deliveries here use the Artifactory source's
 token mode; every body is still unique (hookwise deduplicates identical bodies).
@@ -241,12 +243,14 @@ async def backlog(process: Process, sink_url: str, rate: float, seconds: float) 
         offered_at = time.monotonic()
         sending = asyncio.create_task(load.offer(process.hooks_url, requests, rate))
         while not sending.done():
-            await asyncio.sleep(1.0)
+            # Wakes the moment sending ends, so `during` below counts no run after it.
+            await asyncio.wait({sending}, timeout=1.0)
             elapsed = time.monotonic() - offered_at
             expected = min(len(requests), int(elapsed * rate))
             samples.append(max(0, expected - (await _arrived(client, sink_url) - base)))
         outcomes = sending.result()
         accepted = sum(1 for o in outcomes if o.status == 202)
+        during = await _arrived(client, sink_url) - base
         started = time.monotonic()
         while (await _arrived(client, sink_url) - base) < accepted:
             if time.monotonic() - started > DRAIN_TIMEOUT:
@@ -264,6 +268,8 @@ async def backlog(process: Process, sink_url: str, rate: float, seconds: float) 
         "backlog_second_half_max": max(samples[half:], default=0),
         "backlog_p50": percentile([float(s) for s in samples], 50),
         "backlog_growth_per_s": round(growth, 1),
+        "completed_during": during,
+        "completion_ratio": round(during / accepted, 3) if accepted else None,
         "drain_seconds": round(time.monotonic() - started, 2),
     }
 
@@ -284,7 +290,8 @@ async def run(
     for store in requested:
         kind = store.split(":")[0]
         for count in dict.fromkeys((0, workers)):
-            label = f"{kind}, " + (f"{count} worker processes" if count else "runs in serve")
+            plural = "es" if count > 1 else ""
+            label = f"{kind}, " + (f"{count} worker process{plural}" if count else "runs in serve")
             root = folder / f"pace-{kind}-{count}"
             with stores.fresh(store, root) as url, hookwise(root, url, sink.url, count) as server:
                 result = await saturate(server, script, seconds, sink.url)

@@ -123,17 +123,18 @@ def pace_targets(pace: dict[str, Any] | None) -> list[dict]:
                     share >= SATURATION_POSTGRES,
                 )
             )
-        completion = result["completion_ratio"] or 0.0
+        queue = result["backlog"]
+        completion = queue["completion_ratio"] or 0.0
         found.append(
             _target(
                 "e",
                 label,
-                f"runs completed >= {COMPLETION:g}x accepted, at saturation",
-                f"{completion}x ({result['completed_during']:,} of {result['accepted']:,})",
+                f"runs completed >= {COMPLETION:g}x accepted at {queue['offered_per_s']:g}/s "
+                "offered",
+                f"{completion}x ({queue['completed_during']:,} of {queue['accepted']:,})",
                 completion >= COMPLETION,
             )
         )
-        queue = result["backlog"]
         limit = BACKLOG_GROWTH * queue["offered_per_s"]
         deepest = max(queue["backlog_samples"], default=0)
         found.append(
@@ -218,7 +219,7 @@ def _pace_table(pace: dict[str, Any]) -> str:
         endpoints.append(("adnanh/webhook", pace["webhook"]))
     endpoints += [(f"hookwise, {label}", result) for label, result in pace["hookwise"].items()]
     headers = ["endpoint", "req/s", "x bare", "p50 ms", "p99 ms", "CPU %", "completed x"]
-    headers += ["drain s", "backlog growth/s"]
+    headers += ["drain s", "backlog growth/s", "completed x at pace"]
     rows = [
         [
             name,
@@ -230,12 +231,14 @@ def _pace_table(pace: dict[str, Any]) -> str:
             result.get("completion_ratio"),
             result.get("drain_seconds"),
             result["backlog"]["backlog_growth_per_s"] if "backlog" in result else None,
+            result["backlog"]["completion_ratio"] if "backlog" in result else None,
         ]
         for name, result in endpoints
     ]
     title = (
-        f"\n(e) saturation: wrk, {pace['connections']} connections, {pace['seconds']:g} s each; "
-        f"backlog at {pace['rate']:g}/s offered"
+        f"\n(e) saturation: wrk, {pace['connections']} connections, {pace['seconds']:g} s each "
+        "(completed x: runs completed during it per delivery accepted); "
+        f"pace: {pace['rate']:g}/s offered, open loop"
     )
     return title + "\n" + table(headers, rows)
 

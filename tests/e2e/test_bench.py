@@ -93,11 +93,14 @@ def test_quick_run_reports_every_section_with_sane_values(tmp_path):
     # (e): both baselines and both ways of running hookwise; every run completed.
     pace = report["pace"]
     assert positive(pace["bare"]["per_s"], pace["webhook"]["per_s"]), "CI installs webhook"
-    assert list(pace["hookwise"]) == ["sqlite, runs in serve", "sqlite, 1 worker processes"]
+    assert list(pace["hookwise"]) == ["sqlite, runs in serve", "sqlite, 1 worker process"]
     for variant in pace["hookwise"].values():
         assert positive(variant["accepted"], variant["per_s"], variant["end_to_end_per_s"])
         assert variant["completed"] >= variant["accepted"], variant
-        assert variant["backlog"]["accepted"] == 50, variant["backlog"]
+        steady = variant["backlog"]
+        assert steady["accepted"] == 50, steady
+        assert 0 <= steady["completed_during"] <= 50, steady
+        assert steady["completion_ratio"] == round(steady["completed_during"] / 50, 3), steady
 
     # (f): one claim timed at each backlog; (g): RSS read with few and many rules.
     claims = result["claims"]

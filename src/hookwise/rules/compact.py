@@ -8,6 +8,7 @@ the values.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import field
 from typing import Any, Self, TypeVar, cast, dataclass_transform
 
 from pydantic import ConfigDict, Field, TypeAdapter
@@ -40,7 +41,7 @@ def _adapter(cls: type) -> TypeAdapter[Any]:
     return _adapters[cls]
 
 
-@dataclass_transform(kw_only_default=True, field_specifiers=(Field,))
+@dataclass_transform(kw_only_default=True, field_specifiers=(Field, field))
 def compact(*, frozen: bool = False, **config: Any) -> Callable[[type[T]], type[T]]:
     """A slotted pydantic dataclass that refuses unknown keys, like the rule file's models."""
     settings = ConfigDict(extra="forbid", **config)  # type: ignore[typeddict-item]
