@@ -1,12 +1,22 @@
-"""Prometheus metrics, on a registry of our own so several apps can share a process."""
+"""Prometheus metrics, on a registry of our own so several apps can share a process.
+
+When `serve` leaves runs to worker processes of its own (`worker.processes`), the
+children count the run-side metrics in prometheus_client's multiprocess files, in a
+folder `serve` makes for them, and `serve`'s `/metrics` reads them from there.
+"""
 
 from __future__ import annotations
 
+import glob
+import os
 import time
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Generator, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from pydantic import BaseModel
 
 from hookwise.actions import ActionContext, ActionSpec
@@ -72,6 +82,38 @@ class Metrics:
             "Age of the oldest run not finished yet (pending, waiting, retrying); 0 if none.",
             registry=self.registry,
         )
+
+    def counted_in(self, folder: str) -> None:
+        """Report the run-side metrics as worker processes count them in `folder`,
+        instead of this process's, which then executes no runs."""
+        run_side = (self.action_attempts, self.runs_finished, self.action_duration)
+        names = {family.name for metric in run_side for family in metric.collect()}
+        for metric in run_side:
+            self.registry.unregister(metric)
+        self.registry.register(ChildMetrics(folder, names))
+
+
+class ChildMetrics(Collector):
+    """Counters and histograms from other processes' multiprocess files, summed.
+
+    Only the families in `names`: the children count everything a process does, and
+    what `serve` counts itself must not appear twice. Files of children that died
+    stay, so their counts do not go back down.
+    """
+
+    def __init__(self, folder: str, names: Iterable[str]) -> None:
+        self.folder = folder
+        self.names = frozenset(names)
+
+    def collect(self) -> Iterator[Metric]:
+        files = [
+            path
+            for kind in ("counter", "histogram")
+            for path in glob.glob(os.path.join(glob.escape(self.folder), f"{kind}_*.db"))
+        ]
+        for family in MultiProcessCollector.merge(files):  # type: ignore[no-untyped-call]
+            if family.name in self.names:
+                yield family
 
 
 class ActionMetrics:

@@ -9,6 +9,9 @@ separately started worker would. Two pipes tie them to `serve`:
   else). A child that reads end-of-file has lost its parent, and stops;
 - a child that exits unexpectedly is started again after a pause, and logged.
 
+The children count their actions and runs in prometheus_client's multiprocess files,
+in a folder of `serve`'s, so `serve`'s /metrics reports them.
+
 On shutdown the children get SIGTERM and finish the runs under way, as any worker does.
 """
 
@@ -18,8 +21,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 
 log = logging.getLogger("hookwise.processes")
@@ -31,6 +36,10 @@ class WorkerProcesses:
     def __init__(self, config_path: str, count: int) -> None:
         self.config_path = config_path
         self.count = count
+        # prometheus_client's multiprocess mode in the children: their counts land in
+        # files there, which `serve` reads for /metrics (`Metrics.counted_in`).
+        self.metrics_folder = tempfile.mkdtemp(prefix="hookwise-metrics-")
+        self.environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": self.metrics_folder}
         self.children: list[asyncio.subprocess.Process | None] = [None] * count
         self._supervising: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -46,7 +55,7 @@ class WorkerProcesses:
     async def _spawn(self, slot: int) -> None:
         argv = [sys.executable, "-m", "hookwise", "worker", "--config", self.config_path]
         self.children[slot] = await asyncio.create_subprocess_exec(
-            *argv, "--wake-on-stdin", stdin=asyncio.subprocess.PIPE
+            *argv, "--wake-on-stdin", stdin=asyncio.subprocess.PIPE, env=self.environment
         )
 
     async def _supervise(self, slot: int) -> None:
@@ -99,6 +108,7 @@ class WorkerProcesses:
         for task in self._supervising:
             task.cancel()
         await asyncio.gather(*self._supervising, return_exceptions=True)
+        shutil.rmtree(self.metrics_folder, ignore_errors=True)
 
 
 def listen_for_wakes(notify: Callable[[], None], orphaned: Callable[[], None]) -> None:

@@ -158,6 +158,7 @@ class Hookwise:
         if with_worker and worker_processes:
             config_path = str(Path(self.config.document.file).resolve())
             self.processes = WorkerProcesses(config_path, worker_processes)
+            self.metrics.counted_in(self.processes.metrics_folder)
             await self.processes.start()
         elif with_worker:
             owner = f"{socket.gethostname()}:{os.getpid()}"
