@@ -107,16 +107,23 @@ class Templates:
 
     def check(self, text: str, *, bare: bool) -> None:
         """Raises jinja2.TemplateSyntaxError for text that does not compile; keeps nothing."""
-        if bare:
-            self._compile_condition(text)
-        else:
-            self._compile(text)
+        self._compile(text, bare=bare, condition=self._compile_condition)
 
-    def _compile(self, text: str) -> Callable[[dict[str, Any]], Any]:
+    def _compile(
+        self,
+        text: str,
+        *,
+        bare: bool = False,
+        condition: Callable[[str], Callable[[dict[str, Any]], Any]] | None = None,
+    ) -> Callable[[dict[str, Any]], Any]:
+        """`condition` compiles bare expressions: the cached one, unless checking."""
+        condition = condition or self.compile_condition
+        if bare:
+            return condition(text)
         source = _env_calls(text)
         match = _SINGLE_EXPRESSION.match(source)
         if match:
-            return self.compile_condition(match.group("expr"))
+            return condition(match.group("expr"))
         render = self.env.from_string(source).render
         return lambda context: render(**context)
 

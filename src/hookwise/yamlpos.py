@@ -184,6 +184,8 @@ def load_text(
         node = loader.get_single_node()
         if node is not None:
             doc.data = walker.build(node, ())
+        # A kept item is built twice, when streamed and where it stands: once per problem.
+        doc.problems = list(dict.fromkeys(doc.problems))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

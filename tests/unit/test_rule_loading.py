@@ -76,6 +76,21 @@ def test_rules_written_with_anchors_and_merge_keys_load_in_file_order(load):
     ]
 
 
+def test_rules_merged_into_the_root_mapping_are_loaded_too(load):
+    text = "<<: {rules: [{name: merged, when: {}, actions: [{uses: log, with: {message: x}}]}]}\n"
+    assert [rule.name for rule in load(text)] == ["merged"]
+
+
+def test_a_mistake_in_an_anchored_rule_is_reported_once(load):
+    text = "rules:\n  - &r {name: a, name: b, when: {}, actions: [{uses: log}]}\n"
+    with pytest.raises(ConfigError) as raised:
+        load(text)
+    assert [str(problem) for problem in raised.value.problems] == [
+        "rules/main.yaml:2:18: [error] rules[0].name: duplicate key 'name' (first defined on "
+        "line 2); remove one of them"
+    ]
+
+
 def test_an_alias_used_as_a_whole_rule_is_a_name_used_twice(load):
     text = rule_file(1).replace("  - name: team-0", "  - &one\n    name: team-0") + "  - *one\n"
     with pytest.raises(ConfigError) as raised:
@@ -130,3 +145,30 @@ def test_loaded_rules_hold_little_memory_each(load):
     rules = load(rule_file(500))
     assert len(rules) == 500
     assert held_by(rules) / len(rules) < 2_200
+
+
+def test_a_file_whose_yaml_is_broken_leaves_no_warnings_behind(load, tmp_path: Path):
+    """Its rules are not judged, so nothing they said stands."""
+    loader = build_service(project(tmp_path, rule_file(1)) / "hookwise.yaml", lenient=True).loader
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        "rules:\n  - name: a\n    when: {}\n"
+        "    actions: [{uses: log, with: {message: '${UNSET_XYZ_4711}'}}]\n"
+        "  - name: [b\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        loader.load(broken)
+    assert ["YAML syntax error" in problem.message for problem in raised.value.problems] == [True]
+    assert loader.warnings == []
+
+
+def test_a_parameter_mistake_is_placed_at_its_own_key(load):
+    text = (
+        "rules:\n  - name: a\n    when: {}\n    actions:\n      - uses: http.post\n"
+        "        with: {url: 'http://example.com/', headers: {int: 5}}\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load(text)
+    [problem] = raised.value.problems
+    assert problem.message.startswith("rules[0].actions[0].with.headers.int: ")
+    assert (problem.line, problem.col) == (6, 59)  # at the value, 5

@@ -155,6 +155,7 @@ def test_checking_a_template_keeps_nothing_compiled(templates):
     """What `hookwise check` and loading rules do for every template in every rule."""
     templates.check("hello {{ data.tag }}", bare=False)
     templates.check("data.size > 1", bare=True)
+    templates.check("{{ data.tag }}", bare=False)  # one expression: compiled as a condition
     assert templates.compile.cache_info().currsize == 0
     assert templates.compile_condition.cache_info().currsize == 0
     with pytest.raises(jinja2.TemplateSyntaxError):

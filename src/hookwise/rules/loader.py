@@ -80,10 +80,13 @@ class RuleLoader:
         first_seen: dict[str, str] = {}
         for file in rule_files(path):
             intake = _Intake(self, str(file), first_seen)
+            warned = len(self.warnings)
             doc = load_file(str(file), stream=("rules", intake.take))
             if doc.problems:  # the YAML itself is broken: its rules are not judged
                 problems.extend(doc.problems)
+                del self.warnings[warned:]
                 continue
+            intake.take_unstreamed(doc)
             problems.extend(_file_problems(doc))
             problems.extend(intake.problems)
             first_seen.update((rule.name, rule.origin) for rule in intake.rules)
@@ -263,7 +266,7 @@ class RuleLoader:
             ]
             if real:
                 narrowed = ValidationError.from_exception_data(exc.title, real)  # type: ignore[arg-type]
-                return problems_from(narrowed, doc, model, prefix=at)
+                return problems_from(narrowed, doc, model, prefix=at, data=params)
             return [doc.problem(at, f"{format_path(at)}: {message}") for message in
                     _across_fields(model, params)]  # fmt: skip
         return []
@@ -302,8 +305,19 @@ class _Intake:
     rules: list[Rule] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     _names: dict[str, str] = field(default_factory=dict)  # this file's, and where
+    taken: int = 0
+
+    def take_unstreamed(self, doc: Document) -> None:
+        """Rules the stream never saw, because `rules:` came from a root `<<:` merge: the
+        whole document is loaded by now, so they are taken from it, in order."""
+        items = doc.data.get("rules") if isinstance(doc.data, dict) else None
+        if self.taken or not isinstance(items, list):
+            return
+        for index, raw in enumerate(items):
+            self.take(doc, ("rules", index), raw)
 
     def take(self, doc: Document, where: tuple[Any, ...], raw: Any) -> None:
+        self.taken += 1
         rule, problems = self.loader.check(doc, where, raw)
         self.problems.extend(problems)
         if rule is None:
